@@ -1,0 +1,29 @@
+"""The event log: append-only, hash-chained, on SQLite or PostgreSQL. Knows nothing of MCP."""
+
+from eventstore.catalogue import Catalogue
+from eventstore.chain import ChainReport
+from eventstore.errors import (
+    IdempotencyConflictError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownEventTypeError,
+    VersionConflictError,
+)
+from eventstore.records import AppendResult, NewEvent, RecordedEvent
+from eventstore.store import EventStore, Snapshot, create_engine
+
+__all__ = [
+    "AppendResult",
+    "Catalogue",
+    "ChainReport",
+    "EventStore",
+    "IdempotencyConflictError",
+    "NewEvent",
+    "RecordedEvent",
+    "Snapshot",
+    "StoreError",
+    "StoreUnavailableError",
+    "UnknownEventTypeError",
+    "VersionConflictError",
+    "create_engine",
+]

@@ -1,0 +1,39 @@
+"""The store's errors. Driver exceptions are translated into these in one place per backend."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Root of everything the store raises on purpose."""
+
+
+class VersionConflictError(StoreError):
+    """The stream was not at the version the caller expected."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, expected {expected}"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflictError(StoreError):
+    """An idempotency key was reused for a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("idempotency key was already used for a different request")
+        self.key = key
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached or refused the operation; nothing is known appended."""
+
+
+class UnknownEventTypeError(StoreError):
+    """The catalogue has no model for a stored type name."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(f"no model registered for event type {type_name!r}")
+        self.type_name = type_name

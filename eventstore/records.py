@@ -1,0 +1,89 @@
+"""The log's vocabulary: events to append, events as recorded, the answer to an append.
+
+Plain frozen data; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling the log stores and hashes: sorted keys, no spaces, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, microseconds, fixed width: sorts as text in the same order as in time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event a caller wants appended; the store gives it a position, version, time and hash."""
+
+    type: str
+    data: Mapping[str, Any]
+    schema_version: int = 1
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the log holds it. `data_json` and `metadata_json` are the stored (hashed) text."""
+
+    position: int
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    data_json: str
+    metadata_json: str
+    recorded_at: str
+    hash: str
+
+    @property
+    def data(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.data_json)
+        return value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.metadata_json)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did: the positions it wrote (or, for a repeated idempotency key, the
+    positions the first append wrote), the stream's version after it, and the caller's result
+    stored with the key. `replayed` is true when nothing was appended because the key was known."""
+
+    positions: tuple[int, ...]
+    stream_version: int
+    result: Mapping[str, Any] | None = None
+    replayed: bool = False
+
+    @property
+    def last_position(self) -> int:
+        return self.positions[-1] if self.positions else 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdempotencyKey:
+    key: str
+    request_hash: str
+    stream_id: str
+    positions: tuple[int, ...]
+    stream_version: int
+    result: Mapping[str, Any] | None

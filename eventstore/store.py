@@ -1,0 +1,365 @@
+"""EventStore: the append-only log on SQLite or PostgreSQL.
+
+Guarantees:
+- Global positions are dense (1, 2, 3, ...) and follow commit order on both databases, also
+  with several processes appending: a reader that has seen position N has seen every event
+  below N.
+- An append is atomic: all of its events are written, or none. It returns only once its
+  transaction is durable (SQLite WAL with synchronous=FULL; PostgreSQL's default commit).
+- Concurrent appends are committed together in one transaction (group commit), each with its
+  own expected-version check; a failing check fails only its own append.
+- An idempotency key is stored in the same transaction as the events it produced; an append
+  repeating a known key appends nothing and returns the first append's positions and result.
+
+Raises VersionConflictError, IdempotencyConflictError and StoreUnavailableError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from eventstore import schema
+from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
+from eventstore.chain import ChainReport, ChainVerifier
+from eventstore.errors import StoreError, StoreUnavailableError
+from eventstore.notifier import Notifier
+from eventstore.records import (
+    GENESIS_HASH,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    StoredIdempotencyKey,
+    canonical_json,
+    format_time,
+)
+
+MAX_BATCH_REQUESTS = 512
+MAX_BATCH_EVENTS = 5_000
+DEFAULT_PAGE = 500
+EVENT_COLUMNS = (
+    schema.events.c.position,
+    schema.events.c.stream_id,
+    schema.events.c.stream_version,
+    schema.events.c.type,
+    schema.events.c.schema_version,
+    schema.events.c.data,
+    schema.events.c.metadata,
+    schema.events.c.recorded_at,
+    schema.events.c.hash,
+)
+
+
+class Writer(Protocol):
+    async def write(self, requests: Sequence[AppendRequest]) -> list[Outcome]: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    name: str
+    position: int
+    fold_version: int
+    state_json: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: AppendRequest
+    future: asyncio.Future[Outcome]
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy async URL for `sqlite:///file` or `postgresql://...`."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.set(drivername="sqlite+aiosqlite"))
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout."""
+    engine = create_async_engine(async_url(url))
+    if engine.dialect.name == "sqlite":
+        from eventstore.sqlite import PRAGMAS
+
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in PRAGMAS:
+                cursor.execute(pragma)
+            cursor.close()
+
+    return engine
+
+
+class EventStore:
+    """The log. Open with `EventStore.open(url)` on a migrated database; close with `close()`."""
+
+    def __init__(self, engine: AsyncEngine, writer: Writer, poll_interval: float) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._writer = writer
+        self._poll_interval = poll_interval
+        self._notifier = Notifier()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._write_task = asyncio.create_task(self._write_loop(), name="dtma-group-commit")
+        self._listener: Any = None
+
+    @classmethod
+    async def open(cls, url: str, *, engine: AsyncEngine | None = None) -> EventStore:
+        engine = engine or create_engine(url)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            from eventstore.sqlite import SqliteWriter
+
+            # Another process's appends are found by polling; this process's wake readers at once.
+            return cls(engine, SqliteWriter(parsed.database or ":memory:"), poll_interval=0.25)
+        from eventstore.postgres import PostgresListener, PostgresWriter, asyncpg_dsn
+
+        dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        store = cls(engine, PostgresWriter(dsn), poll_interval=5.0)
+        store._listener = PostgresListener(dsn, store._notifier.notify)
+        store._listener.start()
+        return store
+
+    async def close(self) -> None:
+        self._write_task.cancel()
+        await asyncio.gather(self._write_task, return_exceptions=True)
+        while not self._queue.empty():
+            _settle(self._queue.get_nowait(), StoreUnavailableError("the store is closed"))
+        if self._listener is not None:
+            await self._listener.close()
+        await self._writer.close()
+        await self.engine.dispose()
+
+    # -- appending -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        request_hash: str | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append `events` to `stream_id` atomically and durably.
+
+        Args:
+            expected_version: the stream's version the caller decided on (0: a new stream);
+                None appends whatever the version.
+            idempotency_key: a repeat with the same key and request appends nothing and gets
+                the first answer; the same key for a different request raises.
+            metadata: merged into every event's metadata (correlation, causation, actor).
+            request_hash: what identifies "the same request" for the key; by default a hash
+                of the stream and the events' types and data.
+            result: an answer stored with the key and returned to repeats.
+
+        Raises:
+            VersionConflictError, IdempotencyConflictError, StoreUnavailableError.
+        """
+        request = _encode(stream_id, events, expected_version, idempotency_key, metadata,
+                          request_hash, result)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(request, future))
+        outcome = await future
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return outcome
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].request.events)
+            while not self._queue.empty() and len(batch) < MAX_BATCH_REQUESTS and size < MAX_BATCH_EVENTS:
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].request.events)
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._writer.write([pending.request for pending in batch])
+        except StoreError as exc:
+            outcomes = [exc] * len(batch)
+        except Exception as exc:  # noqa: BLE001 - a driver error must not kill the writer
+            outcomes = [StoreUnavailableError(f"the append failed: {type(exc).__name__}")] * len(batch)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            _settle(pending, outcome)
+        self._notifier.notify()
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def read_all(
+        self, after: int = 0, limit: int = DEFAULT_PAGE, stream_id: str | None = None
+    ) -> list[RecordedEvent]:
+        """Events with position > `after` in position order, at most `limit` of them."""
+        query = sa.select(*EVENT_COLUMNS).where(schema.events.c.position > after)
+        if stream_id is not None:
+            query = query.where(schema.events.c.stream_id == stream_id)
+        query = query.order_by(schema.events.c.position).limit(limit)
+        return await self._fetch_events(query)
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        """Every event of one stream after `after_version`, in version order."""
+        query = (
+            sa.select(*EVENT_COLUMNS)
+            .where(schema.events.c.stream_id == stream_id)
+            .where(schema.events.c.stream_version > after_version)
+            .order_by(schema.events.c.stream_version)
+        )
+        return await self._fetch_events(query)
+
+    async def head(self) -> tuple[int, str]:
+        query = sa.select(schema.events.c.position, schema.events.c.hash).order_by(
+            schema.events.c.position.desc()
+        ).limit(1)
+        rows = await self._fetch(query)
+        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS_HASH)
+
+    async def subscribe(self, after: int = 0, page_size: int = DEFAULT_PAGE) -> AsyncIterator[RecordedEvent]:
+        """Every event after `after`, catching up first, then following new appends forever."""
+        position = after
+        while True:
+            generation = self._notifier.current()
+            page = await self.read_all(position, page_size)
+            for event in page:
+                position = event.position
+                yield event
+            if len(page) < page_size:
+                await self._notifier.wait(generation, self._poll_interval)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when something may have been appended, or after `timeout` seconds."""
+        await self._notifier.wait(self._notifier.current(), min(timeout, self._poll_interval))
+
+    async def lookup_idempotency_key(self, key: str) -> StoredIdempotencyKey | None:
+        t = schema.idempotency_keys.c
+        query = sa.select(t.key, t.request_hash, t.stream_id, t.positions, t.stream_version, t.result)
+        rows = await self._fetch(query.where(t.key == key))
+        return key_from_row(*rows[0]) if rows else None
+
+    async def verify_chain(self, page_size: int = 5_000) -> ChainReport:
+        """Recompute every hash from the stored bytes; name the first position that differs."""
+        verifier = ChainVerifier()
+        position = 0
+        while page := await self.read_all(position, page_size):
+            verifier.feed(page)
+            position = page[-1].position
+        return verifier.report()
+
+    # -- checkpoints and snapshots ------------------------------------------------------------
+
+    async def get_checkpoint(self, name: str) -> int:
+        t = schema.checkpoints.c
+        rows = await self._fetch(sa.select(t.position).where(t.name == name))
+        return int(rows[0][0]) if rows else 0
+
+    async def load_snapshot(self, name: str) -> Snapshot | None:
+        t = schema.snapshots.c
+        rows = await self._fetch(
+            sa.select(t.name, t.position, t.fold_version, t.state).where(t.name == name)
+        )
+        return Snapshot(*rows[0]) if rows else None
+
+    async def save_checkpoint(self, name: str, position: int, snapshots: Sequence[Snapshot] = ()) -> None:
+        """Store a consumer's checkpoint and its snapshots in one transaction."""
+        now = format_time(datetime.now(UTC))
+        async with self._transaction() as connection:
+            await connection.execute(schema.checkpoints.delete().where(schema.checkpoints.c.name == name))
+            await connection.execute(
+                schema.checkpoints.insert().values(name=name, position=position, updated_at=now)
+            )
+            for snap in snapshots:
+                await connection.execute(schema.snapshots.delete().where(schema.snapshots.c.name == snap.name))
+                await connection.execute(
+                    schema.snapshots.insert().values(
+                        name=snap.name, position=snap.position, fold_version=snap.fold_version,
+                        state=snap.state_json, taken_at=now,
+                    )
+                )
+
+    async def forget_checkpoint(self, name: str, snapshot_names: Sequence[str] = ()) -> None:
+        """Drop a checkpoint and snapshots, so the consumer starts again from zero."""
+        async with self._transaction() as connection:
+            await connection.execute(schema.checkpoints.delete().where(schema.checkpoints.c.name == name))
+            await connection.execute(
+                schema.snapshots.delete().where(schema.snapshots.c.name.in_(list(snapshot_names)))
+            )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _fetch_events(self, query: sa.Select[Any]) -> list[RecordedEvent]:
+        return [RecordedEvent(*row) for row in await self._fetch(query)]
+
+    async def _fetch(self, query: sa.Select[Any]) -> list[Any]:
+        with _translated():
+            async with self.engine.connect() as connection:
+                result = await connection.execute(query)
+                return list(result.tuples())
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        with _translated():
+            async with self.engine.begin() as connection:
+                yield connection
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors become StoreUnavailableError, once, here."""
+    try:
+        yield
+    except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError) as exc:
+        raise StoreUnavailableError(f"the database is unavailable: {type(exc).__name__}") from exc
+
+
+def _settle(pending: _Pending, outcome: Outcome) -> None:
+    if not pending.future.done():
+        pending.future.set_result(outcome)
+
+
+def _encode(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: int | None,
+    idempotency_key: str | None,
+    metadata: Mapping[str, Any] | None,
+    request_hash: str | None,
+    result: Mapping[str, Any] | None,
+) -> AppendRequest:
+    shared = dict(metadata or {})
+    if idempotency_key:
+        shared["idempotency_key"] = idempotency_key
+    encoded = tuple(
+        EncodedEvent(
+            type=event.type,
+            schema_version=event.schema_version,
+            data_json=canonical_json(dict(event.data)),
+            metadata_json=canonical_json({**shared, **event.metadata}),
+        )
+        for event in events
+    )
+    if not encoded:
+        raise ValueError("an append needs at least one event")
+    return AppendRequest(
+        stream_id=stream_id,
+        events=encoded,
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        result_json=None if result is None else canonical_json(dict(result)),
+    )
