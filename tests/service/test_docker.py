@@ -1,0 +1,82 @@
+"""The Docker adapter against the real engine: runs, hardening, cleanup and error translation."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.docker import DockerAdapter, DockerNotFoundError, DockerUnavailableError
+from tests.support.docker import open_docker_or_skip, run_labels, sweep_test_containers
+from tests.support.images import ensure_busybox_image
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[DockerAdapter]:
+    adapter = await open_docker_or_skip()
+    try:
+        yield adapter
+    finally:
+        await sweep_test_containers(adapter)
+        await adapter.close()
+
+
+@pytest.fixture
+async def busybox(docker: DockerAdapter) -> str:
+    return await ensure_busybox_image(docker)
+
+
+def case_labels() -> dict[str, str]:
+    return {**run_labels(), "dtma.test-case": secrets.token_hex(4)}
+
+
+async def test_runs_a_container_to_completion_and_removes_it(
+    docker: DockerAdapter, busybox: str
+) -> None:
+    labels = case_labels()
+
+    exit_code, output = await docker.run_to_completion(
+        busybox, ["sh", "-c", "echo hello-from-dtma; exit 3"], labels
+    )
+
+    assert exit_code == 3
+    assert output == "hello-from-dtma\n"
+    assert await docker.list_container_ids(labels) == []
+
+
+async def test_runs_containers_without_new_privileges_or_capabilities(
+    docker: DockerAdapter, busybox: str
+) -> None:
+    exit_code, status = await docker.run_to_completion(
+        busybox, ["cat", "/proc/self/status"], case_labels()
+    )
+
+    assert exit_code == 0
+    assert "NoNewPrivs:\t1\n" in status
+    assert "CapEff:\t0000000000000000\n" in status
+
+
+async def test_reports_an_absent_image_as_not_found_without_pulling(
+    docker: DockerAdapter,
+) -> None:
+    image = f"dtma-test/absent-{secrets.token_hex(4)}:1"
+
+    with pytest.raises(DockerNotFoundError, match=f"image {image} not found") as raised:
+        await docker.run_to_completion(image, ["true"], case_labels())
+
+    assert raised.value.code == "docker_not_found"
+    assert not await docker.image_exists(image)
+
+
+async def test_reports_an_engine_that_does_not_answer_as_unavailable() -> None:
+    socket = f"unix:///tmp/nonexistent-{secrets.token_hex(4)}.sock"
+
+    async with DockerAdapter(socket) as docker:
+        with pytest.raises(DockerUnavailableError) as raised:
+            await docker.ping()
+
+    assert raised.value.status == 503
+    assert raised.value.code == "docker_unavailable"

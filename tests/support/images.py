@@ -1,0 +1,42 @@
+"""Images the tests build locally (no registry is reachable): a static busybox, FROM scratch."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from service.docker import DockerAdapter
+
+BUSYBOX_TAG = "dtma-test/busybox:1"
+BUSYBOX_PATH = Path(
+    "/bin/busybox"
+)  # Debian's busybox-static; scripts/setup-services.sh installs it
+
+BUSYBOX_DOCKERFILE = b"""\
+FROM scratch
+COPY busybox /bin/busybox
+ENTRYPOINT ["/bin/busybox"]
+"""
+
+
+async def ensure_busybox_image(docker: DockerAdapter) -> str:
+    """Build `dtma-test/busybox:1` unless it exists; commands are applets: ["sh", "-c", ...]."""
+    if not await docker.image_exists(BUSYBOX_TAG):
+        await docker.build_image(BUSYBOX_TAG, _busybox_context())
+    return BUSYBOX_TAG
+
+
+def _busybox_context() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "Dockerfile", BUSYBOX_DOCKERFILE, mode=0o644)
+        _add_file(tar, "busybox", BUSYBOX_PATH.read_bytes(), mode=0o755)
+    return buffer.getvalue()
+
+
+def _add_file(tar: tarfile.TarFile, name: str, content: bytes, *, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(content)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(content))
