@@ -82,23 +82,48 @@ def plan_batch(
             position += 1
             version = actual + offset
             previous_hash = event_hash(
-                previous_hash, position, request.stream_id, version, event.type,
-                event.schema_version, recorded_at, event.data_json, event.metadata_json,
+                previous_hash,
+                position,
+                request.stream_id,
+                version,
+                event.type,
+                event.schema_version,
+                recorded_at,
+                event.data_json,
+                event.metadata_json,
             )
             plan.event_rows.append(
-                (position, request.stream_id, version, event.type, event.schema_version,
-                 event.data_json, event.metadata_json, recorded_at, previous_hash)
+                (
+                    position,
+                    request.stream_id,
+                    version,
+                    event.type,
+                    event.schema_version,
+                    event.data_json,
+                    event.metadata_json,
+                    recorded_at,
+                    previous_hash,
+                )
             )
             positions.append(position)
         current[request.stream_id] = actual + len(request.events)
-        result = AppendResult(tuple(positions), current[request.stream_id], _loads(request.result_json))
+        result = AppendResult(
+            tuple(positions), current[request.stream_id], _loads(request.result_json)
+        )
         plan.outcomes.append(result)
         if request.idempotency_key:
             stored = _remember(request, result)
             keys[request.idempotency_key] = stored
             plan.key_rows.append(
-                (stored.key, stored.request_hash, stored.stream_id, canonical_json(positions),
-                 stored.stream_version, request.result_json, recorded_at)
+                (
+                    stored.key,
+                    stored.request_hash,
+                    stored.stream_id,
+                    canonical_json(positions),
+                    stored.stream_version,
+                    request.result_json,
+                    recorded_at,
+                )
             )
     plan.head_position, plan.head_hash = position, previous_hash
     return plan

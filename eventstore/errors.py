@@ -11,9 +11,7 @@ class VersionConflictError(StoreError):
     """The stream was not at the version the caller expected."""
 
     def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
-        super().__init__(
-            f"stream {stream_id!r} is at version {actual}, expected {expected}"
-        )
+        super().__init__(f"stream {stream_id!r} is at version {actual}, expected {expected}")
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual

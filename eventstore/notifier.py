@@ -20,6 +20,6 @@ class Notifier:
         event.set()
 
     @staticmethod
-    async def wait(generation: asyncio.Event, timeout: float | None) -> None:
+    async def wait(generation: asyncio.Event, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(generation.wait(), timeout)
+            await asyncio.wait_for(generation.wait(), seconds)

@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "dtma_events"
 APPEND_LOCK = 0x64746D61  # "dtma"
-BEGIN_AND_LOCK = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
+BEGIN_AND_LOCK = (
+    f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
+)
 # The head, the streams' versions and the known keys in one round trip.
 READ_STATE = """
 SELECT 0 AS kind, NULL::text AS key, position, hash, NULL::text, NULL::text, NULL::int, NULL::text
@@ -100,7 +102,9 @@ class PostgresWriter:
         except Exception:  # noqa: BLE001 - the connection is dropped either way
             await self.close()
 
-    async def _write_locked(self, connection: Any, requests: Sequence[AppendRequest]) -> list[Outcome]:
+    async def _write_locked(
+        self, connection: Any, requests: Sequence[AppendRequest]
+    ) -> list[Outcome]:
         streams = sorted({r.stream_id for r in requests})
         keys = sorted({r.idempotency_key for r in requests if r.idempotency_key})
         head, versions, known = (0, GENESIS_HASH), {}, {}

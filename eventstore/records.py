@@ -16,7 +16,9 @@ GENESIS_HASH = "0" * 64
 
 def canonical_json(value: Any) -> str:
     """The one JSON spelling the log stores and hashes: sorted keys, no spaces, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def format_time(moment: datetime) -> str:
@@ -40,7 +42,7 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """An event as the log holds it. `data_json` and `metadata_json` are the stored (hashed) text."""
+    """An event as the log holds it; `data_json` and `metadata_json` are the stored, hashed text."""
 
     position: int
     stream_id: str

@@ -7,10 +7,12 @@ whole batch costs one hop to the writer thread and one fsync (WAL, synchronous=F
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from eventstore.batch import AppendRequest, Outcome, key_from_row, plan_batch
 from eventstore.errors import StoreUnavailableError
@@ -120,10 +122,8 @@ class SqliteWriter:
         return plan.outcomes
 
 
-def _select_in(
-    connection: sqlite3.Connection, sql: str, values: Sequence[str]
-) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
+def _select_in(connection: sqlite3.Connection, sql: str, values: Sequence[str]) -> list[Any]:
+    rows: list[Any] = []
     for start in range(0, len(values), MAX_PARAMS):
         chunk = values[start : start + MAX_PARAMS]
         rows.extend(connection.execute(sql.format(",".join("?" * len(chunk))), chunk))
@@ -131,7 +131,5 @@ def _select_in(
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):
         connection.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass

@@ -172,8 +172,9 @@ class EventStore:
         Raises:
             VersionConflictError, IdempotencyConflictError, StoreUnavailableError.
         """
-        request = _encode(stream_id, events, expected_version, idempotency_key, metadata,
-                          request_hash, result)
+        request = _encode(
+            stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
+        )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(request, future))
         outcome = await future
@@ -185,7 +186,11 @@ class EventStore:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].request.events)
-            while not self._queue.empty() and len(batch) < MAX_BATCH_REQUESTS and size < MAX_BATCH_EVENTS:
+            while (
+                not self._queue.empty()
+                and len(batch) < MAX_BATCH_REQUESTS
+                and size < MAX_BATCH_EVENTS
+            ):
                 batch.append(self._queue.get_nowait())
                 size += len(batch[-1].request.events)
             await self._write_batch(batch)
@@ -196,7 +201,9 @@ class EventStore:
         except StoreError as exc:
             outcomes = [exc] * len(batch)
         except Exception as exc:  # noqa: BLE001 - a driver error must not kill the writer
-            outcomes = [StoreUnavailableError(f"the append failed: {type(exc).__name__}")] * len(batch)
+            outcomes = [StoreUnavailableError(f"the append failed: {type(exc).__name__}")] * len(
+                batch
+            )
         for pending, outcome in zip(batch, outcomes, strict=True):
             _settle(pending, outcome)
         self._notifier.notify()
@@ -224,13 +231,17 @@ class EventStore:
         return await self._fetch_events(query)
 
     async def head(self) -> tuple[int, str]:
-        query = sa.select(schema.events.c.position, schema.events.c.hash).order_by(
-            schema.events.c.position.desc()
-        ).limit(1)
+        query = (
+            sa.select(schema.events.c.position, schema.events.c.hash)
+            .order_by(schema.events.c.position.desc())
+            .limit(1)
+        )
         rows = await self._fetch(query)
         return (rows[0][0], rows[0][1]) if rows else (0, GENESIS_HASH)
 
-    async def subscribe(self, after: int = 0, page_size: int = DEFAULT_PAGE) -> AsyncIterator[RecordedEvent]:
+    async def subscribe(
+        self, after: int = 0, page_size: int = DEFAULT_PAGE
+    ) -> AsyncIterator[RecordedEvent]:
         """Every event after `after`, catching up first, then following new appends forever."""
         position = after
         while True:
@@ -242,13 +253,11 @@ class EventStore:
             if len(page) < page_size:
                 await self._notifier.wait(generation, self._poll_interval)
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Return when something may have been appended, or after `timeout` seconds."""
-        await self._notifier.wait(self._notifier.current(), min(timeout, self._poll_interval))
-
     async def lookup_idempotency_key(self, key: str) -> StoredIdempotencyKey | None:
         t = schema.idempotency_keys.c
-        query = sa.select(t.key, t.request_hash, t.stream_id, t.positions, t.stream_version, t.result)
+        query = sa.select(
+            t.key, t.request_hash, t.stream_id, t.positions, t.stream_version, t.result
+        )
         rows = await self._fetch(query.where(t.key == key))
         return key_from_row(*rows[0]) if rows else None
 
@@ -275,27 +284,38 @@ class EventStore:
         )
         return Snapshot(*rows[0]) if rows else None
 
-    async def save_checkpoint(self, name: str, position: int, snapshots: Sequence[Snapshot] = ()) -> None:
+    async def save_checkpoint(
+        self, name: str, position: int, snapshots: Sequence[Snapshot] = ()
+    ) -> None:
         """Store a consumer's checkpoint and its snapshots in one transaction."""
         now = format_time(datetime.now(UTC))
         async with self._transaction() as connection:
-            await connection.execute(schema.checkpoints.delete().where(schema.checkpoints.c.name == name))
+            await connection.execute(
+                schema.checkpoints.delete().where(schema.checkpoints.c.name == name)
+            )
             await connection.execute(
                 schema.checkpoints.insert().values(name=name, position=position, updated_at=now)
             )
             for snap in snapshots:
-                await connection.execute(schema.snapshots.delete().where(schema.snapshots.c.name == snap.name))
+                await connection.execute(
+                    schema.snapshots.delete().where(schema.snapshots.c.name == snap.name)
+                )
                 await connection.execute(
                     schema.snapshots.insert().values(
-                        name=snap.name, position=snap.position, fold_version=snap.fold_version,
-                        state=snap.state_json, taken_at=now,
+                        name=snap.name,
+                        position=snap.position,
+                        fold_version=snap.fold_version,
+                        state=snap.state_json,
+                        taken_at=now,
                     )
                 )
 
     async def forget_checkpoint(self, name: str, snapshot_names: Sequence[str] = ()) -> None:
         """Drop a checkpoint and snapshots, so the consumer starts again from zero."""
         async with self._transaction() as connection:
-            await connection.execute(schema.checkpoints.delete().where(schema.checkpoints.c.name == name))
+            await connection.execute(
+                schema.checkpoints.delete().where(schema.checkpoints.c.name == name)
+            )
             await connection.execute(
                 schema.snapshots.delete().where(schema.snapshots.c.name.in_(list(snapshot_names)))
             )

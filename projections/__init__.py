@@ -1,0 +1,11 @@
+"""The MCP vocabulary (events) and the pure folds that build read models from the log."""
+
+from typing import Any
+
+from projections import events, health
+from projections.folds import Projection
+from projections.runner import FoldSet, ProjectionRunner, fold_log
+
+ALL: tuple[Projection[Any], ...] = (health.PROJECTION,)
+
+__all__ = ["ALL", "FoldSet", "Projection", "ProjectionRunner", "events", "fold_log", "health"]

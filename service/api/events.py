@@ -1,0 +1,108 @@
+"""The log over HTTP: `GET /events` pages, `GET /events/stream` (SSE), `GET /audit/verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+from eventstore.records import RecordedEvent
+from service import errors
+from service.api.wire import query_int
+from service.keys import store_key
+
+MAX_PAGE = 1_000
+KEEPALIVE_S = 15.0
+
+
+def event_json(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "streamId": event.stream_id,
+        "version": event.version,
+        "type": event.type,
+        "schemaVersion": event.schema_version,
+        "data": event.data,
+        "metadata": event.metadata,
+        "recordedAt": event.recorded_at,
+        "hash": event.hash,
+    }
+
+
+async def list_events(request: web.Request) -> web.Response:
+    after = query_int(request, "after", 0)
+    limit = query_int(request, "limit", 100, low=1, high=MAX_PAGE)
+    page = await request.app[store_key].read_all(after, limit, request.query.get("stream"))
+    next_after = page[-1].position if page else after
+    return web.json_response({"events": [event_json(e) for e in page], "next": next_after})
+
+
+def resume_position(request: web.Request) -> int:
+    """`Last-Event-ID` (a reconnecting EventSource) wins over `?after=`."""
+    last = request.headers.get("Last-Event-ID")
+    if last is None:
+        return query_int(request, "after", 0)
+    if not last.isdigit():
+        raise errors.ValidationFailedError(
+            "Last-Event-ID must be an event position",
+            details=[{"field": "Last-Event-ID", "message": "must be a non-negative integer"}],
+        )
+    return int(last)
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    after = resume_position(request)
+    stream_filter = request.query.get("stream")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    keepalive = asyncio.create_task(_keep_alive(response))
+    try:
+        async for event in request.app[store_key].subscribe(after):
+            if stream_filter is None or event.stream_id == stream_filter:
+                await response.write(sse_frame(event))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        keepalive.cancel()
+        await asyncio.gather(keepalive, return_exceptions=True)
+    return response
+
+
+def sse_frame(event: RecordedEvent) -> bytes:
+    data = json.dumps(event_json(event), separators=(",", ":"))
+    return f"id: {event.position}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+async def _keep_alive(response: web.StreamResponse) -> None:
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            await response.write(b": keep-alive\n\n")
+
+
+async def verify_chain(request: web.Request) -> web.Response:
+    report = await request.app[store_key].verify_chain()
+    body: dict[str, Any] = {
+        "ok": report.ok,
+        "checked": report.checked,
+        "headPosition": report.head_position,
+        "headHash": report.head_hash,
+    }
+    if report.first_bad_position is not None:
+        body["firstBadPosition"] = report.first_bad_position
+    return web.json_response(body)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/events", list_events)
+    app.router.add_get("/events/stream", stream_events)
+    app.router.add_get("/audit/verify", verify_chain)

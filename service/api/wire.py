@@ -1,0 +1,88 @@
+"""Request parsing and answers shared by the routes: JSON bodies, query integers,
+read-your-writes waits, command metadata."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from projections.runner import ProjectionRunner
+from service import errors, handlers
+from service.middlewares import validation_error
+
+M = TypeVar("M", bound=BaseModel)
+MIN_POSITION_WAIT_S = 5.0
+MAX_IDEMPOTENCY_KEY = 200
+
+
+async def read_json(request: web.Request) -> tuple[Any, bytes]:
+    body = await request.read()
+    if not body.strip():
+        raise errors.MalformedRequestError("a JSON body is required", code="malformed_json")
+    try:
+        return json.loads(body), body
+    except (ValueError, UnicodeDecodeError):
+        raise errors.MalformedRequestError(
+            "the body is not valid JSON", code="malformed_json"
+        ) from None
+
+
+async def read_command(request: web.Request, model: type[M]) -> tuple[M, bytes]:
+    data, body = await read_json(request)
+    if not isinstance(data, dict):
+        raise errors.ValidationFailedError(
+            "the body must be a JSON object",
+            details=[{"field": "", "message": "expected an object"}],
+        )
+    try:
+        return model.model_validate(data), body
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def query_int(
+    request: web.Request, name: str, default: int, low: int = 0, high: int | None = None
+) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise errors.ValidationFailedError(
+            f"query parameter {name} must be an integer {bound}",
+            details=[{"field": name, "message": f"must be an integer {bound}"}],
+        )
+    return value
+
+
+async def wait_min_position(request: web.Request, runner: ProjectionRunner) -> None:
+    """`?minPosition=N`: wait until the projections have folded N, up to 5 s, then 504."""
+    wanted = query_int(request, "minPosition", 0)
+    if wanted and not await runner.wait_for(wanted, MIN_POSITION_WAIT_S):
+        raise errors.TimedOutError(
+            f"the read model has not reached position {wanted} within {MIN_POSITION_WAIT_S:g} s",
+            details=[{"field": "minPosition", "position": runner.position}],
+        )
+
+
+def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise errors.ValidationFailedError(
+            "Idempotency-Key must be 1 to 200 printable characters",
+            details=[{"field": "Idempotency-Key", "message": "1 to 200 printable characters"}],
+        )
+    return handlers.CommandMeta(
+        actor="api",
+        correlation_id=request.headers.get("X-Request-ID") or str(uuid.uuid4()),
+        idempotency_key=key,
+        request_hash=handlers.request_hash(request.method, request.path_qs, body),
+    )

@@ -1,0 +1,180 @@
+"""`dtma serve | migrate | rebuild | replay | events | audit verify`: arguments to Settings, then
+run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch neither Docker nor
+the backend: they read the log and fold it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+import migrations
+from eventstore.records import RecordedEvent, format_time
+from eventstore.store import EventStore, create_engine
+from projections import ALL, events
+from projections.runner import FoldSet, ProjectionRunner, fold_log
+from service.api.events import event_json
+from service.app import create_app, open_store
+from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dtma", description="Droplet Tool Management Agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    add_arguments(common)
+    commands.add_parser("serve", parents=[common], help="run the HTTP service")
+    commands.add_parser("migrate", parents=[common], help="bring the database to the newest schema")
+    commands.add_parser("rebuild", parents=[common], help="rebuild projections from the log")
+    replay = commands.add_parser("replay", parents=[common], help="print the state as of a point")
+    replay.add_argument("--until", help="a position, or an ISO 8601 time (UTC if no zone)")
+    log = commands.add_parser("events", parents=[common], help="print the log as JSON lines")
+    log.add_argument("--after", type=int, default=0)
+    log.add_argument("--follow", action="store_true", help="keep printing new events")
+    audit = commands.add_parser("audit", parents=[common], help="auditor's tools")
+    audit.add_argument("action", choices=["verify"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_list)
+    conf = CONF_FILE.read_text() if CONF_FILE.is_file() else None
+    try:
+        settings = load_settings(args_list, os.environ, conf)
+    except SettingsError as exc:
+        print(f"dtma: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        return run(args, settings)
+    except SettingsError as exc:
+        print(f"dtma: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        web.run_app(
+            create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5
+        )
+        return 0
+    coroutines = {
+        "migrate": lambda: migrate(settings),
+        "rebuild": lambda: rebuild(settings),
+        "replay": lambda: replay(settings, args.until),
+        "events": lambda: print_events(settings, args.after, args.follow),
+        "audit": lambda: audit_verify(settings),
+    }
+    result: int = asyncio.run(coroutines[args.command]())
+    return result
+
+
+async def migrate(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrations.upgrade(engine)
+        print(json.dumps({"revision": await migrations.current_revision(engine)}))
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def rebuild(settings: Settings) -> int:
+    store = await open_store(settings)
+    try:
+        runner = ProjectionRunner(store, events.CATALOGUE, ALL, settings.snapshot_every)
+        await runner.rebuild()
+        print(json.dumps({"position": runner.position, "projections": [p.name for p in ALL]}))
+    finally:
+        await store.close()
+    return 0
+
+
+async def replay(settings: Settings, until: str | None) -> int:
+    store = await open_store(settings)
+    try:
+        folds = await fold_log(store, FoldSet(events.CATALOGUE, ALL), stop_after(until))
+        state = {name: s.model_dump(mode="json") for name, s in folds.states.items()}
+        print(
+            json.dumps(
+                {
+                    "position": folds.position,
+                    "recordedAt": folds.recorded_at or None,
+                    "state": state,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        await store.close()
+    return 0
+
+
+def stop_after(until: str | None) -> Any:
+    """The predicate that ends a replay: past a position, or recorded after a time."""
+    if until is None:
+        return lambda _event: False
+    if until.isdigit():
+        limit = int(until)
+        return lambda event: event.position > limit
+    try:
+        moment = datetime.fromisoformat(until)
+    except ValueError:
+        raise SettingsError(
+            f"--until must be a position or an ISO 8601 time, got {until!r}"
+        ) from None
+    cutoff = format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return lambda event: event.recorded_at > cutoff
+
+
+async def print_events(settings: Settings, after: int, follow: bool) -> int:
+    store = await open_store(settings)
+    try:
+        if follow:
+            async for event in store.subscribe(after):
+                _print_event(event)
+        else:
+            while page := await store.read_all(after, 1000):
+                for event in page:
+                    _print_event(event)
+                after = page[-1].position
+    finally:
+        await store.close()
+    return 0
+
+
+def _print_event(event: RecordedEvent) -> None:
+    print(json.dumps(event_json(event)), flush=True)
+
+
+async def audit_verify(settings: Settings) -> int:
+    store = await EventStore.open(settings.database_url)
+    try:
+        report = await store.verify_chain()
+    finally:
+        await store.close()
+    print(
+        json.dumps(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "headPosition": report.head_position,
+                "headHash": report.head_hash,
+                "firstBadPosition": report.first_bad_position,
+            }
+        )
+    )
+    return 0 if report.ok else 1

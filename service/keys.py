@@ -1,0 +1,20 @@
+"""Typed aiohttp app keys: what the composition root puts in the app for the routes to read.
+
+(Kept apart from app.py so route modules can import them without importing the app factory.)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from eventstore.store import EventStore
+from projections.runner import ProjectionRunner
+from service.docker import DockerAdapter
+from service.handlers import CommandContext
+from service.settings import Settings
+
+settings_key = web.AppKey("dtma.settings", Settings)
+store_key = web.AppKey("dtma.store", EventStore)
+runner_key = web.AppKey("dtma.runner", ProjectionRunner)
+context_key = web.AppKey("dtma.context", CommandContext)
+docker_key = web.AppKey("dtma.docker", DockerAdapter)

@@ -1,0 +1,131 @@
+"""The one error middleware (the contract's error shape) and bearer-token authentication."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from eventstore import errors as store_errors
+from service import errors
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/health")}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+}
+
+
+def validation_error(
+    exc: ValidationError, message: str = "the request is not valid"
+) -> errors.ServiceError:
+    """Pydantic's errors as 422 details, one per field; the offending input is never echoed."""
+    details = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return errors.ValidationFailedError(message, details=details)
+
+
+def _from_http(exc: web.HTTPException) -> errors.ServiceError:
+    error = errors.ServiceError(exc.reason, code=HTTP_CODES.get(exc.status, "http_error"))
+    error.status = exc.status
+    if exc.status == 413:
+        error.message = "the request body is too large"
+    return error
+
+
+def _from_conflict(exc: store_errors.VersionConflictError) -> errors.ServiceError:
+    return errors.ConflictError(
+        "the resource was changed concurrently; read it again and retry",
+        code="version_conflict",
+        details=[{"streamId": exc.stream_id, "expected": exc.expected, "actual": exc.actual}],
+    )
+
+
+def _from_idempotency(_exc: store_errors.IdempotencyConflictError) -> errors.ServiceError:
+    return errors.ConflictError(
+        "this Idempotency-Key was already used for a different request",
+        code="idempotency_key_reused",
+    )
+
+
+def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.ServiceError:
+    return errors.UnavailableError("the event store is unavailable", code="store_unavailable")
+
+
+# Looked up along the exception's MRO, most specific first.
+TRANSLATIONS: dict[type[BaseException], Callable[[Any], errors.ServiceError]] = {
+    errors.ServiceError: lambda exc: exc,
+    web.HTTPException: _from_http,
+    ValidationError: validation_error,
+    store_errors.VersionConflictError: _from_conflict,
+    store_errors.IdempotencyConflictError: _from_idempotency,
+    store_errors.StoreUnavailableError: _from_unavailable,
+}
+
+
+def translate(exc: BaseException) -> errors.ServiceError | None:
+    for cls in type(exc).__mro__:
+        if cls in TRANSLATIONS:
+            return TRANSLATIONS[cls](exc)
+    return None
+
+
+def error_response(error: errors.ServiceError) -> web.Response:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return web.json_response(body, status=error.status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http(exc))
+    except Exception as exc:  # noqa: BLE001 - the one place that turns anything into an answer
+        error = translate(exc)
+        if error is None:
+            logger.exception("unhandled error in %s %s", request.method, request.path)
+            error = errors.ServiceError("internal error")
+        return error_response(error)
+
+
+def auth_middleware(token: str) -> Callable[..., Any]:
+    """Every route but the public ones needs `Authorization: Bearer <token>` (constant time)."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def authenticate(
+        request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        if (request.method, request.path) not in PUBLIC_ROUTES:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise errors.UnauthorizedError("a valid bearer token is required")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return authenticate

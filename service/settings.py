@@ -1,0 +1,126 @@
+"""Settings: flags, then environment, then /etc/dtma.conf, then defaults. The only reader of
+os.environ is the CLI, which hands the environment to `load_settings`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///./dtma.db"
+CONF_FILE = Path("/etc/dtma.conf")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    auth_token: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 30000
+    key_file: str = "./dtma.key"
+    docker_host: str | None = None
+    backend_url: str | None = None
+    backend_token: str | None = None
+    snapshot_every: int = 1000
+    log_level: str = "INFO"
+
+    def require_auth_token(self) -> str:
+        if not self.auth_token:
+            raise SettingsError(
+                "DTMA_AUTH_TOKEN is required (flag --auth-token, env DTMA_AUTH_TOKEN or "
+                "BACKEND_TO_DTMA_API_KEY, or a DTMA_AUTH_TOKEN= line in /etc/dtma.conf)"
+            )
+        return self.auth_token
+
+
+# flag name -> environment variables, first found wins
+SOURCES: dict[str, tuple[str, ...]] = {
+    "auth_token": ("DTMA_AUTH_TOKEN", "BACKEND_TO_DTMA_API_KEY"),
+    "database_url": ("DTMA_DATABASE_URL",),
+    "host": ("DTMA_HOST",),
+    "port": ("DTMA_PORT", "PORT"),
+    "key_file": ("DTMA_KEY_FILE",),
+    "docker_host": ("DOCKER_HOST",),
+    "backend_url": ("DTMA_BACKEND_URL", "AGENTOPIA_API_BASE_URL"),
+    "backend_token": ("DTMA_BACKEND_TOKEN", "DTMA_BEARER_TOKEN"),
+    "snapshot_every": ("DTMA_SNAPSHOT_EVERY",),
+    "log_level": ("DTMA_LOG_LEVEL",),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings flags, shared by every subcommand."""
+    for name in SOURCES:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+
+
+def parse_conf(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of /etc/dtma.conf; blank lines and # comments ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("\"'")
+    return values
+
+
+def load_settings(
+    argv: Sequence[str], environ: Mapping[str, str], conf_text: str | None = None
+) -> Settings:
+    """Flags in `argv` > `environ` > the conf file's DTMA_AUTH_TOKEN > defaults. Pure."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    flags, _rest = parser.parse_known_args(list(argv))
+    conf = parse_conf(conf_text or "")
+    raw: dict[str, str] = {}
+    for name, variables in SOURCES.items():
+        value = getattr(flags, name)
+        if value is None:
+            value = next((environ[v] for v in variables if environ.get(v)), None)
+        if value is None and name == "auth_token":
+            value = conf.get("DTMA_AUTH_TOKEN") or None
+        if value is not None:
+            raw[name] = value
+    return _build(raw)
+
+
+def _build(raw: dict[str, str]) -> Settings:
+    values: dict[str, object] = dict(raw)
+    for name in ("port", "snapshot_every"):
+        if name in raw:
+            values[name] = _positive_int(name, raw[name])
+    if "database_url" in raw:
+        values["database_url"] = normalize_database_url(raw["database_url"])
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _positive_int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """`sqlite:///path`, `postgresql://...`, or a bare file path (meaning SQLite)."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise SettingsError("DTMA_DATABASE_URL is not a valid database URL") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError(f"DTMA_DATABASE_URL: unsupported database {backend!r}")
+    return url

@@ -1,0 +1,66 @@
+"""Fixtures shared by the suite: real databases (SQLite files, PostgreSQL) and the app."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from eventstore.store import EventStore
+from service.app import create_app
+from service.settings import Settings
+from tests.support.databases import fresh_postgres_database, open_migrated_store
+
+TOKEN = "test-token-" + secrets.token_hex(8)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dtma.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    """A migrated store on each database; the same tests run against both."""
+    opened = await open_migrated_store(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'dtma.db'}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "auth_token": TOKEN,
+            "database_url": f"sqlite:///{tmp_path / 'dtma.db'}",
+            "key_file": str(tmp_path / "dtma.key"),
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., object], make_settings: Callable[..., Settings]
+) -> TestClient:  # type: ignore[type-arg]
+    """The service on a SQLite file, over real HTTP."""
+    made: TestClient = await aiohttp_client(create_app(make_settings()))  # type: ignore[misc,type-arg]
+    return made

@@ -1,0 +1,48 @@
+"""Real databases for tests: a SQLite file per test, a fresh PostgreSQL database per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import NoReturn
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+import migrations
+from eventstore.store import EventStore, create_engine
+
+DEFAULT_POSTGRES_URL = "postgresql://dtma:dtma@127.0.0.1:5432/dtma_test"
+
+
+def postgres_required(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL is not available: {reason}")
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty database on the test server, dropped afterwards; yields its URL."""
+    base = make_url(os.environ.get("DTMA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        admin = await asyncpg.connect(admin_dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        postgres_required(str(exc))
+    name = f"dtma_t_{secrets.token_hex(6)}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def open_migrated_store(url: str) -> EventStore:
+    engine = create_engine(url)
+    await migrations.upgrade(engine)
+    return await EventStore.open(url, engine=engine)
