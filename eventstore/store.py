@@ -329,7 +329,7 @@ class EventStore:
         with _translated():
             async with self.engine.connect() as connection:
                 result = await connection.execute(query)
-                return list(result.tuples())
+                return list(result.all())
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Any]:

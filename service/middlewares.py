@@ -104,7 +104,10 @@ async def error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http(exc))
+        response = error_response(_from_http(exc))
+        if "Allow" in exc.headers:  # a 405 must say which methods the route has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception as exc:  # noqa: BLE001 - the one place that turns anything into an answer
         error = translate(exc)
         if error is None:
@@ -122,7 +125,7 @@ def auth_middleware(token: str) -> Callable[..., Any]:
         request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
         if (request.method, request.path) not in PUBLIC_ROUTES:
-            given = request.headers.get("Authorization", "").encode()
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise errors.UnauthorizedError("a valid bearer token is required")
         response: web.StreamResponse = await handler(request)

@@ -29,6 +29,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
 async def store(database_url: str) -> AsyncIterator[EventStore]:
     """A migrated store on each database; the same tests run against both."""
     opened = await open_migrated_store(database_url)

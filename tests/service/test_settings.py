@@ -1,0 +1,158 @@
+"""Settings are pure: flags, environment and the conf file's text in, a Settings value out."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_to_a_sqlite_file_and_the_loopback_port_30000() -> None:
+    settings = load_settings([], {})
+
+    assert settings.database_url == "sqlite:///./dtma.db"
+    assert (settings.host, settings.port) == ("127.0.0.1", 30000)
+    assert settings.auth_token is None
+
+
+def test_flags_beat_the_environment_which_beats_the_conf_file() -> None:
+    environ = {"DTMA_AUTH_TOKEN": "from-env", "DTMA_PORT": "31000", "DTMA_HOST": "0.0.0.0"}
+    conf = "DTMA_AUTH_TOKEN=from-conf\n"
+
+    settings = load_settings(["--auth-token", "from-flag", "--port", "32000"], environ, conf)
+
+    assert settings.auth_token == "from-flag"
+    assert settings.port == 32000
+    assert settings.host == "0.0.0.0"
+
+
+def test_the_environment_beats_the_conf_file() -> None:
+    settings = load_settings([], {"DTMA_AUTH_TOKEN": "from-env"}, "DTMA_AUTH_TOKEN=from-conf")
+
+    assert settings.auth_token == "from-env"
+
+
+def test_reads_the_token_from_backend_to_dtma_api_key() -> None:
+    settings = load_settings([], {"BACKEND_TO_DTMA_API_KEY": "legacy-token"})
+
+    assert settings.auth_token == "legacy-token"
+
+
+def test_dtma_auth_token_beats_backend_to_dtma_api_key() -> None:
+    environ = {"BACKEND_TO_DTMA_API_KEY": "legacy-token", "DTMA_AUTH_TOKEN": "new-token"}
+
+    assert load_settings([], environ).auth_token == "new-token"
+
+
+def test_reads_the_token_from_a_conf_line_ignoring_comments_and_quotes() -> None:
+    conf = '# written by the installer\n\nOTHER=1\n  DTMA_AUTH_TOKEN = "conf-token"  \n'
+
+    assert load_settings([], {}, conf).auth_token == "conf-token"
+
+
+def test_an_empty_environment_variable_does_not_hide_the_conf_file() -> None:
+    settings = load_settings([], {"DTMA_AUTH_TOKEN": ""}, "DTMA_AUTH_TOKEN=conf-token")
+
+    assert settings.auth_token == "conf-token"
+
+
+def test_reads_port_when_dtma_port_is_absent() -> None:
+    assert load_settings([], {"PORT": "8080"}).port == 8080
+
+
+def test_dtma_port_beats_port() -> None:
+    assert load_settings([], {"PORT": "8080", "DTMA_PORT": "9090"}).port == 9090
+
+
+def test_reads_the_backend_aliases() -> None:
+    environ = {"AGENTOPIA_API_BASE_URL": "https://backend.example", "DTMA_BEARER_TOKEN": "b-tok"}
+
+    settings = load_settings([], environ)
+
+    assert settings.backend_url == "https://backend.example"
+    assert settings.backend_token == "b-tok"
+
+
+def test_the_dtma_backend_names_beat_their_aliases() -> None:
+    environ = {
+        "AGENTOPIA_API_BASE_URL": "https://old.example",
+        "DTMA_BACKEND_URL": "https://new.example",
+        "DTMA_BEARER_TOKEN": "old-token",
+        "DTMA_BACKEND_TOKEN": "new-token",
+    }
+
+    settings = load_settings([], environ)
+
+    assert (settings.backend_url, settings.backend_token) == ("https://new.example", "new-token")
+
+
+def test_the_conf_file_gives_only_the_auth_token() -> None:
+    conf = "DTMA_AUTH_TOKEN=t\nDTMA_PORT=4444\nDTMA_DATABASE_URL=postgresql://h/db\n"
+
+    settings = load_settings([], {}, conf)
+
+    assert settings.port == 30000
+    assert settings.database_url == "sqlite:///./dtma.db"
+
+
+def test_turns_a_bare_path_into_a_sqlite_url() -> None:
+    settings = load_settings([], {"DTMA_DATABASE_URL": "/var/lib/dtma/log.db"})
+
+    assert settings.database_url == "sqlite:////var/lib/dtma/log.db"
+
+
+def test_keeps_postgresql_and_sqlite_urls() -> None:
+    postgres = "postgresql://dtma:pw@db.example:5432/dtma"
+
+    assert load_settings([], {"DTMA_DATABASE_URL": postgres}).database_url == postgres
+    assert load_settings(["--database-url", "sqlite:///x.db"], {}).database_url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("port", ["http", "0", "-1", "3.5", ""])
+def test_rejects_a_port_that_is_not_a_positive_integer(port: str) -> None:
+    with pytest.raises(SettingsError, match="port"):
+        load_settings(["--port", port], {})
+
+
+def test_rejects_a_bad_port_from_the_environment() -> None:
+    with pytest.raises(SettingsError, match="port"):
+        load_settings([], {"DTMA_PORT": "thirty"})
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "mongodb://h/db"])
+def test_rejects_an_unsupported_database_scheme(url: str) -> None:
+    with pytest.raises(SettingsError, match="DTMA_DATABASE_URL"):
+        load_settings([], {"DTMA_DATABASE_URL": url})
+
+
+def test_rejects_a_malformed_database_url_without_echoing_it() -> None:
+    url = "::not a url://s3cr3t"
+
+    with pytest.raises(SettingsError, match="DTMA_DATABASE_URL") as raised:
+        load_settings([], {"DTMA_DATABASE_URL": url})
+
+    assert "s3cr3t" not in str(raised.value)
+
+
+def test_require_auth_token_names_every_place_a_token_may_come_from() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings([], {}).require_auth_token()
+
+    message = str(raised.value)
+    for source in ("DTMA_AUTH_TOKEN", "BACKEND_TO_DTMA_API_KEY", "/etc/dtma.conf"):
+        assert source in message
+
+
+def test_require_auth_token_refuses_an_empty_token() -> None:
+    with pytest.raises(SettingsError):
+        Settings(auth_token="").require_auth_token()
+
+
+def test_require_auth_token_returns_the_token() -> None:
+    assert load_settings([], {"DTMA_AUTH_TOKEN": "tok"}).require_auth_token() == "tok"
+
+
+def test_ignores_arguments_that_are_not_settings() -> None:
+    settings = load_settings(["replay", "--until", "5", "--port", "4000"], {})
+
+    assert settings.port == 4000

@@ -1,0 +1,28 @@
+"""Migrations bring a fresh database to head, and head matches the SQLAlchemy metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import migrations
+from eventstore.schema import metadata
+from eventstore.store import create_engine
+
+
+async def test_a_fresh_database_migrated_to_head_matches_the_metadata(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrations.upgrade(engine)
+        await migrations.upgrade(engine)  # a second run is a no-op
+
+        def differences(connection: Any) -> list[Any]:
+            return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+        async with engine.connect() as connection:
+            assert await connection.run_sync(differences) == []
+        assert await migrations.current_revision(engine) == "0001"
+    finally:
+        await engine.dispose()
