@@ -21,8 +21,8 @@ def event_hash(
     metadata_json: str,
 ) -> str:
     """SHA-256 over the previous hash and a length-prefixed encoding of every stored field."""
-    digest = hashlib.sha256(previous_hash.encode("ascii"))
-    for part in (
+    parts = [previous_hash.encode("ascii")]
+    for field in (
         str(position),
         stream_id,
         str(version),
@@ -32,10 +32,10 @@ def event_hash(
         data_json,
         metadata_json,
     ):
-        raw = part.encode("utf-8")
-        digest.update(len(raw).to_bytes(4, "big"))
-        digest.update(raw)
-    return digest.hexdigest()
+        raw = field.encode("utf-8")
+        parts.append(len(raw).to_bytes(4, "big"))
+        parts.append(raw)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def hash_of(event: RecordedEvent, previous_hash: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
 from eventstore.chain import ChainReport, ChainVerifier
 from eventstore.errors import StoreError, StoreUnavailableError
 from eventstore.notifier import Notifier
+from eventstore.pending import Pending
 from eventstore.records import (
     GENESIS_HASH,
     AppendResult,
@@ -43,8 +44,6 @@ from eventstore.records import (
     format_time,
 )
 
-MAX_BATCH_REQUESTS = 512
-MAX_BATCH_EVENTS = 5_000
 DEFAULT_PAGE = 500
 EVENT_COLUMNS = (
     schema.events.c.position,
@@ -60,8 +59,13 @@ EVENT_COLUMNS = (
 
 
 class Writer(Protocol):
-    async def write(self, requests: Sequence[AppendRequest]) -> list[Outcome]: ...
+    """A backend's append path: takes queued appends, commits them in batches, settles them."""
+
+    def submit(self, pending: Pending) -> None: ...
     async def close(self) -> None: ...
+
+
+PageFetcher = Callable[[Any, int, int, "str | None"], Awaitable[list[RecordedEvent]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +74,6 @@ class Snapshot:
     position: int
     fold_version: int
     state_json: str
-
-
-@dataclass(slots=True)
-class _Pending:
-    request: AppendRequest
-    future: asyncio.Future[Outcome]
 
 
 def async_url(url: str) -> str:
@@ -107,14 +105,13 @@ def create_engine(url: str) -> AsyncEngine:
 class EventStore:
     """The log. Open with `EventStore.open(url)` on a migrated database; close with `close()`."""
 
-    def __init__(self, engine: AsyncEngine, writer: Writer, poll_interval: float) -> None:
+    def __init__(self, engine: AsyncEngine, poll_interval: float, fetch_page: PageFetcher) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._writer = writer
         self._poll_interval = poll_interval
+        self._fetch_page = fetch_page
         self._notifier = Notifier()
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._write_task = asyncio.create_task(self._write_loop(), name="dtma-group-commit")
+        self._writer: Writer | None = None
         self._listener: Any = None
 
     @classmethod
@@ -122,26 +119,28 @@ class EventStore:
         engine = engine or create_engine(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            from eventstore.sqlite import SqliteWriter
+            from eventstore import sqlite
 
             # Another process's appends are found by polling; this process's wake readers at once.
-            return cls(engine, SqliteWriter(parsed.database or ":memory:"), poll_interval=0.25)
-        from eventstore.postgres import PostgresListener, PostgresWriter, asyncpg_dsn
+            store = cls(engine, poll_interval=0.25, fetch_page=sqlite.fetch_page)
+            store._writer = sqlite.SqliteWriter(
+                parsed.database or ":memory:", store._notifier.notify
+            )
+            return store
+        from eventstore import postgres
 
-        dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-        store = cls(engine, PostgresWriter(dsn), poll_interval=5.0)
-        store._listener = PostgresListener(dsn, store._notifier.notify)
+        dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        store = cls(engine, poll_interval=5.0, fetch_page=postgres.fetch_page)
+        store._writer = postgres.PostgresWriter(dsn, store._notifier.notify)
+        store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
         store._listener.start()
         return store
 
     async def close(self) -> None:
-        self._write_task.cancel()
-        await asyncio.gather(self._write_task, return_exceptions=True)
-        while not self._queue.empty():
-            _settle(self._queue.get_nowait(), StoreUnavailableError("the store is closed"))
         if self._listener is not None:
             await self._listener.close()
-        await self._writer.close()
+        if self._writer is not None:
+            await self._writer.close()
         await self.engine.dispose()
 
     # -- appending -----------------------------------------------------------------------
@@ -175,38 +174,13 @@ class EventStore:
         request = _encode(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
+        assert self._writer is not None, "open the store with EventStore.open()"
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(request, future))
+        self._writer.submit(Pending(request, future))
         outcome = await future
         if isinstance(outcome, StoreError):
             raise outcome
         return outcome
-
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].request.events)
-            while (
-                not self._queue.empty()
-                and len(batch) < MAX_BATCH_REQUESTS
-                and size < MAX_BATCH_EVENTS
-            ):
-                batch.append(self._queue.get_nowait())
-                size += len(batch[-1].request.events)
-            await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[_Pending]) -> None:
-        try:
-            outcomes = await self._writer.write([pending.request for pending in batch])
-        except StoreError as exc:
-            outcomes = [exc] * len(batch)
-        except Exception as exc:  # noqa: BLE001 - a driver error must not kill the writer
-            outcomes = [StoreUnavailableError(f"the append failed: {type(exc).__name__}")] * len(
-                batch
-            )
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            _settle(pending, outcome)
-        self._notifier.notify()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -214,11 +188,10 @@ class EventStore:
         self, after: int = 0, limit: int = DEFAULT_PAGE, stream_id: str | None = None
     ) -> list[RecordedEvent]:
         """Events with position > `after` in position order, at most `limit` of them."""
-        query = sa.select(*EVENT_COLUMNS).where(schema.events.c.position > after)
-        if stream_id is not None:
-            query = query.where(schema.events.c.stream_id == stream_id)
-        query = query.order_by(schema.events.c.position).limit(limit)
-        return await self._fetch_events(query)
+        with _translated():
+            async with self.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                return await self._fetch_page(raw.driver_connection, after, limit, stream_id)
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """Every event of one stream after `after_version`, in version order."""
@@ -345,11 +318,6 @@ def _translated() -> Iterator[None]:
         yield
     except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError) as exc:
         raise StoreUnavailableError(f"the database is unavailable: {type(exc).__name__}") from exc
-
-
-def _settle(pending: _Pending, outcome: Outcome) -> None:
-    if not pending.future.done():
-        pending.future.set_result(outcome)
 
 
 def _encode(

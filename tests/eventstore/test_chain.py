@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from eventstore.chain import ChainVerifier, hash_of
 from eventstore.records import GENESIS_HASH, RecordedEvent
 
@@ -13,7 +11,7 @@ def chain(length: int) -> list[RecordedEvent]:
     for position in range(1, length + 1):
         draft = RecordedEvent(position, "s", position, "E", 1, f'{{"p":{position}}}', "{}", "T", "")
         previous = hash_of(draft, previous)
-        events.append(replace(draft, hash=previous))
+        events.append(draft._replace(hash=previous))
     return events
 
 
@@ -39,7 +37,7 @@ def test_a_changed_field_is_caught_at_its_position() -> None:
         ("recorded_at", "U"),
     ]:
         events = chain(4)
-        events[2] = replace(events[2], **{field: value})
+        events[2] = events[2]._replace(**{field: value})
         assert verify(events).report().first_bad_position == 3, field
 
 
@@ -51,6 +49,6 @@ def test_a_missing_event_is_caught_as_a_gap() -> None:
 
 def test_a_recomputed_forgery_still_breaks_the_next_link() -> None:
     events = chain(4)
-    forged = replace(events[1], data_json='{"p":0}')
-    events[1] = replace(forged, hash=hash_of(forged, events[0].hash))
+    forged = events[1]._replace(data_json='{"p":0}')
+    events[1] = forged._replace(hash=hash_of(forged, events[0].hash))
     assert verify(events).report().first_bad_position == 3
