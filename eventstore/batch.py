@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventstore.chain import event_hash
 from eventstore.errors import IdempotencyConflictError, StoreError, VersionConflictError
@@ -21,8 +21,7 @@ KeyRow = tuple[str, str, str, str, int, str | None, str]
 Outcome = AppendResult | StoreError
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
+class EncodedEvent(NamedTuple):
     type: str
     schema_version: int
     data_json: str

@@ -20,22 +20,15 @@ def event_hash(
     data_json: str,
     metadata_json: str,
 ) -> str:
-    """SHA-256 over the previous hash and a length-prefixed encoding of every stored field."""
-    parts = [previous_hash.encode("ascii")]
-    for field in (
-        str(position),
-        stream_id,
-        str(version),
-        type_name,
-        str(schema_version),
-        recorded_at,
-        data_json,
-        metadata_json,
-    ):
-        raw = field.encode("utf-8")
-        parts.append(len(raw).to_bytes(4, "big"))
-        parts.append(raw)
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+    """SHA-256 of the previous hash followed by every stored field as a netstring
+    (`<length in characters>:<text>,`), UTF-8 encoded: no two events share the same bytes."""
+    p, v, s = str(position), str(version), str(schema_version)
+    text = (
+        f"{previous_hash}{len(p)}:{p},{len(stream_id)}:{stream_id},{len(v)}:{v},"
+        f"{len(type_name)}:{type_name},{len(s)}:{s},{len(recorded_at)}:{recorded_at},"
+        f"{len(data_json)}:{data_json},{len(metadata_json)}:{metadata_json},"
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def hash_of(event: RecordedEvent, previous_hash: str) -> str:

@@ -14,13 +14,16 @@ from typing import Any, NamedTuple
 GENESIS_HASH = "0" * 64
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> str:
     """The one JSON spelling the log stores and hashes: sorted keys, no spaces, no NaN."""
     if not value and isinstance(value, dict):
         return "{}"
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def format_time(moment: datetime) -> str:
