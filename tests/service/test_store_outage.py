@@ -16,7 +16,9 @@ from tests.conftest import AUTH
 
 async def set_reachable(url: str, reachable: bool) -> None:
     parsed = make_url(url)
-    admin = await asyncpg.connect(parsed.set(database="postgres").render_as_string(hide_password=False))
+    admin = await asyncpg.connect(
+        parsed.set(database="postgres").render_as_string(hide_password=False)
+    )
     try:
         flag = "true" if reachable else "false"
         await admin.execute(f'ALTER DATABASE "{parsed.database}" ALLOW_CONNECTIONS {flag}')
@@ -39,7 +41,9 @@ async def test_commands_and_reads_answer_503_while_the_database_is_down_then_rec
 
     await set_reachable(postgres_url, False)
     try:
-        refused = await client.post("/health/circuit-breaker", json={"failureThreshold": 5}, headers=AUTH)
+        refused = await client.post(
+            "/health/circuit-breaker", json={"failureThreshold": 5}, headers=AUTH
+        )
         listed = await client.get("/events", headers=AUTH)
         for response in (refused, listed):
             body = await response.json()
