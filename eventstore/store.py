@@ -113,6 +113,7 @@ class EventStore:
         self._notifier = Notifier()
         self._writer: Writer | None = None
         self._listener: Any = None
+        self._closed = False
 
     @classmethod
     async def open(cls, url: str, *, engine: AsyncEngine | None = None) -> EventStore:
@@ -137,6 +138,7 @@ class EventStore:
         return store
 
     async def close(self) -> None:
+        self._closed = True
         if self._listener is not None:
             await self._listener.close()
         if self._writer is not None:
@@ -174,7 +176,8 @@ class EventStore:
         request = _encode(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
-        assert self._writer is not None, "open the store with EventStore.open()"
+        if self._closed or self._writer is None:
+            raise StoreUnavailableError("the store is closed")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._writer.submit(Pending(request, future))
         outcome = await future
@@ -332,12 +335,13 @@ def _encode(
     shared = dict(metadata or {})
     if idempotency_key:
         shared["idempotency_key"] = idempotency_key
+    shared_json = canonical_json(shared)
     encoded = tuple(
         EncodedEvent(
-            type=event.type,
-            schema_version=event.schema_version,
-            data_json=canonical_json(dict(event.data)),
-            metadata_json=canonical_json({**shared, **event.metadata}),
+            event.type,
+            event.schema_version,
+            canonical_json(event.data if type(event.data) is dict else dict(event.data)),
+            canonical_json({**shared, **event.metadata}) if event.metadata else shared_json,
         )
         for event in events
     )

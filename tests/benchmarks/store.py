@@ -38,6 +38,9 @@ from eventstore import Catalogue, EventStore, NewEvent, create_engine
 from eventstore.records import format_time
 from eventstore.sqlite import INSERT_EVENT, PRAGMAS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.support
+from tests.support.databases import drop_database  # noqa: E402
+
 RAW_PG_TABLE = """
 CREATE TABLE raw_events (
   position bigint PRIMARY KEY,
@@ -73,12 +76,12 @@ async def fresh_url(backend: str, admin_url: str | None, tag: str) -> AsyncItera
     name = f"dtma_bench_{os.getpid()}_{tag}"
     admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
             yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_database(admin, name)
     finally:
         await admin.close()
 

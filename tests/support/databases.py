@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -38,8 +39,22 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
+
+
+async def drop_database(admin: asyncpg.Connection, name: str, within: float = 30.0) -> None:
+    """DROP DATABASE, retried while a process we may not terminate (autovacuum, say) is in it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def open_migrated_store(url: str) -> EventStore:
