@@ -7,7 +7,6 @@ The runner's snapshots and its checkpoint are written in one transaction every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -131,8 +130,10 @@ class ProjectionRunner:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self.folds.position > self._saved_at:
-            with contextlib.suppress(Exception):
+            try:
                 await self._save()
+            except StoreError as exc:  # the next start folds from the older snapshot instead
+                logger.warning("could not snapshot at %d on stop: %s", self.folds.position, exc)
 
     async def rebuild(self) -> None:
         """Forget snapshots and checkpoint, fold the whole log from zero, snapshot the result."""

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from eventstore.catalogue import Catalogue
@@ -31,10 +31,9 @@ class CommandMeta:
     idempotency_key: str | None = None
     request_hash: str | None = None
     causation_id: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
-        data = {"actor": self.actor, "correlation_id": self.correlation_id, **self.extra}
+        data = {"actor": self.actor, "correlation_id": self.correlation_id}
         if self.causation_id:
             data["causation_id"] = self.causation_id
         return data

@@ -82,7 +82,13 @@ def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
         )
     return handlers.CommandMeta(
         actor="api",
-        correlation_id=request.headers.get("X-Request-ID") or str(uuid.uuid4()),
+        correlation_id=_request_id(request) or str(uuid.uuid4()),
         idempotency_key=key,
         request_hash=handlers.request_hash(request.method, request.path_qs, body),
     )
+
+
+def _request_id(request: web.Request) -> str | None:
+    """The caller's X-Request-ID, if it is short and printable enough to store."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if 0 < len(given) <= MAX_IDEMPOTENCY_KEY and given.isprintable() else None
