@@ -114,7 +114,16 @@ class PostgresWriter:
     async def _run(self) -> None:
         while True:
             batch = take_batch(await self._queue.get(), self._next_or_none)
-            outcomes = await self._outcomes([pending.request for pending in batch])
+            try:
+                outcomes = await self._outcomes([pending.request for pending in batch])
+            except asyncio.CancelledError:
+                # Closed mid-append: whether it committed is unknown; the caller may retry
+                # with its idempotency key.
+                settle(
+                    batch,
+                    [StoreUnavailableError("the store closed during the append")] * len(batch),
+                )
+                raise
             settle(batch, outcomes)
             self._on_commit()
 
