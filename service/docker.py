@@ -9,7 +9,7 @@ import asyncio
 import io
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,6 +20,7 @@ from aiodocker.containers import DockerContainer
 from service import errors
 
 BUILD_LOG_TAIL_LINES = 20
+MIB = 1024 * 1024
 
 
 class DockerUnavailableError(errors.UnavailableError):
@@ -177,6 +178,52 @@ class DockerAdapter:
             await self._remove(container.id)
         return exit_code, "".join(output)
 
+    async def run_detached(
+        self,
+        *,
+        name: str,
+        image: str,
+        labels: dict[str, str],
+        env: dict[str, str] | None = None,
+        container_port: int = 8000,
+        memory_mb: int | None = None,
+    ) -> tuple[str, int]:
+        """Create and start a hardened container; return its id and its published host port.
+
+        `container_port`/tcp is published on 127.0.0.1 at a free port Docker picks. `memory_mb`
+        is a hard limit (no swap beyond it). The image must exist already: nothing is pulled.
+        A container that does not start, or stops before its port is known, is removed.
+        """
+        port = f"{container_port}/tcp"
+        host_config = hardened_host_config()
+        host_config["PortBindings"] = {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        if memory_mb is not None:
+            host_config["Memory"] = host_config["MemorySwap"] = memory_mb * MIB
+        config: dict[str, Any] = {
+            "Image": image,
+            "Labels": labels,
+            "Env": [f"{key}={value}" for key, value in (env or {}).items()],
+            "ExposedPorts": {port: {}},
+            "HostConfig": host_config,
+        }
+        action = f"run container {name} from image {image}"
+        with _translated(action, missing=f"image {image}"):
+            container = await self._docker().containers.create(config, name=name)
+        try:
+            with _translated(action):
+                await container.start()
+                details = await container.show()
+            return container.id, _published_port(details, port, name)
+        except BaseException:
+            with suppress(errors.ServiceError):
+                await self._remove(container.id)
+            raise
+
+    async def remove_container(self, container_id: str) -> None:
+        """Force-remove a container, running or not; one that is gone already is fine."""
+        with suppress(DockerNotFoundError):
+            await self._remove(container_id)
+
     async def list_container_ids(self, labels: Mapping[str, str]) -> list[str]:
         """Ids of every container, running or not, carrying all of `labels`."""
         with _translated("list containers"):
@@ -199,6 +246,18 @@ class DockerAdapter:
             f"remove container {container_id[:12]}", missing=f"container {container_id[:12]}"
         ):
             await self._docker().containers.container(container_id).delete(force=True)
+
+
+def _published_port(details: Mapping[str, Any], port: str, name: str) -> int:
+    bindings = (details.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in bindings.get(port) or []:
+        if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    state = details.get("State") or {}
+    raise DockerOperationError(
+        f"container {name} has no host port for {port} "
+        f"(status {state.get('Status')}, exit code {state.get('ExitCode')})"
+    )
 
 
 async def _wait(container: DockerContainer, image: str, timeout_s: float) -> int:

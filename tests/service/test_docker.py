@@ -71,6 +71,25 @@ async def test_reports_an_absent_image_as_not_found_without_pulling(
     assert not await docker.image_exists(image)
 
 
+async def test_reports_an_absent_image_as_not_found_when_running_detached(
+    docker: DockerAdapter,
+) -> None:
+    image = f"dtma-test/absent-{secrets.token_hex(4)}:1"
+    name = f"dtma-test-{secrets.token_hex(4)}"
+    labels = case_labels()
+
+    with pytest.raises(DockerNotFoundError, match=f"image {image} not found"):
+        await docker.run_detached(name=name, image=image, labels=labels)
+
+    assert await docker.list_container_ids(labels) == []
+
+
+async def test_removes_a_container_that_is_gone_already_without_complaint(
+    docker: DockerAdapter,
+) -> None:
+    await docker.remove_container(secrets.token_hex(32))
+
+
 async def test_reports_an_engine_that_does_not_answer_as_unavailable() -> None:
     socket = f"unix:///tmp/nonexistent-{secrets.token_hex(4)}.sock"
 
