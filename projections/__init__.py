@@ -2,10 +2,19 @@
 
 from typing import Any
 
-from projections import events, health
+from projections import events, groups, health
 from projections.folds import Projection
 from projections.runner import FoldSet, ProjectionRunner, fold_log
 
-ALL: tuple[Projection[Any], ...] = (health.PROJECTION,)
+ALL: tuple[Projection[Any], ...] = (health.PROJECTION, groups.PROJECTION)
 
-__all__ = ["ALL", "FoldSet", "Projection", "ProjectionRunner", "events", "fold_log", "health"]
+__all__ = [
+    "ALL",
+    "FoldSet",
+    "Projection",
+    "ProjectionRunner",
+    "events",
+    "fold_log",
+    "groups",
+    "health",
+]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore.catalogue import Catalogue
+from projections import specs
 
 
 class Event(BaseModel):
@@ -37,5 +38,56 @@ class CircuitBreakerConfigured(Event):
     enabled: bool | None = None
 
 
+class GroupDeclared(Event):
+    """A container group exists with these settings (created, or its settings changed)."""
+
+    group_id: str
+    name: str
+    internal: bool = False
+    limits: specs.Limits | None = None
+
+
+class ServerDeclared(Event):
+    """An MCP server of a group should run as `spec` says (new, or its spec changed)."""
+
+    group_id: str
+    spec: specs.ServerSpec
+
+
+class ReplicasScaled(Event):
+    group_id: str
+    server_id: str
+    replicas: int
+
+
+class ServerRemoved(Event):
+    """The server should no longer run; its containers are to be removed."""
+
+    group_id: str
+    server_id: str
+
+
+class GroupRemoved(Event):
+    """The group, its servers and its network are to be removed."""
+
+    group_id: str
+
+
+class GroupRestartRequested(Event):
+    """Every server of the group is to be restarted, in this (dependency) order."""
+
+    group_id: str
+    order: tuple[str, ...]
+
+
 CATALOGUE = Catalogue()
-CATALOGUE.register(CircuitBreakerConfigured)
+for _model in (
+    CircuitBreakerConfigured,
+    GroupDeclared,
+    ServerDeclared,
+    ReplicasScaled,
+    ServerRemoved,
+    GroupRemoved,
+    GroupRestartRequested,
+):
+    CATALOGUE.register(_model)

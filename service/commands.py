@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -13,7 +13,12 @@ ResourceId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 class Command(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, extra="forbid", frozen=True, strict=True, populate_by_name=False
+        alias_generator=to_camel,
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        validate_by_alias=True,
+        validate_by_name=True,  # in Python; the HTTP layer validates by alias only
     )
 
 
@@ -25,3 +30,101 @@ class ConfigureBreaker(Command):
     recovery_threshold: Annotated[int, Field(ge=1, le=1000)] | None = None
     open_timeout: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
     circuit_breaker_enabled: bool | None = None
+
+
+PLAIN_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"
+CAPABILITY = r"^[A-Z][A-Z_]{1,31}$"
+Argument = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class NetworkConfig(Command):
+    internal: bool = False
+
+
+class ResourceLimits(Command):
+    memory_mb: Annotated[int, Field(ge=6, le=1_048_576)] | None = None
+    cpus: Annotated[float, Field(gt=0, le=256)] | None = None
+    pids: Annotated[int, Field(ge=16, le=1_000_000)] | None = None
+
+
+class HealthCheckSpec(Command):
+    type: Literal["mcp", "http", "tcp", "none"] = "mcp"
+    health_check_url: Annotated[str, Field(pattern=r"^/\S{0,511}$")] | None = None
+    health_check_interval: Annotated[int, Field(ge=100, le=3_600_000)] = 5_000
+    health_check_timeout: Annotated[int, Field(ge=50, le=600_000)] = 2_000
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
+    recovery_threshold: Annotated[int, Field(ge=1, le=1000)] = 2
+    start_period: Annotated[int, Field(ge=0, le=3_600_000)] = 30_000
+    circuit_breaker_enabled: bool = True
+
+
+class CredentialRequirementSpec(Command):
+    name: Annotated[str, Field(pattern=PLAIN_NAME)]
+    mode: Literal["env", "file"]
+
+
+class InitContainerSpec(Command):
+    image: Annotated[str, Field(pattern=IMAGE)]
+    command: Annotated[list[Argument], Field(max_length=256)] | None = None
+
+
+class McpServerSpec(Command):
+    id: ResourceId
+    image: Annotated[str, Field(pattern=IMAGE)]
+    command: Annotated[list[Argument], Field(max_length=256)] | None = None
+    env: Annotated[dict[Annotated[str, Field(pattern=ENV_NAME)], str], Field(max_length=256)] = {}
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8000
+    transport: Literal["streamable-http"] = "streamable-http"
+    path: Annotated[str, Field(pattern=r"^/\S{0,511}$")] = "/mcp"
+    replicas: Annotated[int, Field(ge=0, le=20)] = 1
+    depends_on: Annotated[list[ResourceId], Field(max_length=50)] = []
+    resource_limits: ResourceLimits | None = None
+    health_check: HealthCheckSpec = HealthCheckSpec()
+    credential_requirements: Annotated[list[CredentialRequirementSpec], Field(max_length=64)] = []
+    init_containers: Annotated[list[InitContainerSpec], Field(max_length=16)] = []
+    cap_add: Annotated[list[Annotated[str, Field(pattern=CAPABILITY)]], Field(max_length=16)] = []
+
+
+class DeployGroup(Command):
+    """POST /mcp-servers/deploy: declares a group (created if new) and its servers."""
+
+    group_id: ResourceId
+    network_config: NetworkConfig | None = None
+    resource_limits: ResourceLimits | None = None
+    mcp_servers: Annotated[list[McpServerSpec], Field(min_length=1, max_length=50)]
+
+
+class CreateGroup(Command):
+    """POST /container-groups."""
+
+    id: ResourceId
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    network_config: NetworkConfig | None = None
+    resource_limits: ResourceLimits | None = None
+
+
+class ScaleServer(Command):
+    """PUT /mcp-servers/scale."""
+
+    mcp_server_id: ResourceId
+    replicas: Annotated[int, Field(ge=0, le=20)]
+
+
+class RemoveServer(Command):
+    """DELETE /mcp-servers/{id} (the id comes from the path)."""
+
+    mcp_server_id: ResourceId
+
+
+class RemoveGroup(Command):
+    """DELETE /container-groups/{id}."""
+
+    group_id: ResourceId
+
+
+class RestartGroup(Command):
+    """PUT /container-groups/{id}/restart."""
+
+    group_id: ResourceId

@@ -39,7 +39,7 @@ async def read_command(request: web.Request, model: type[M]) -> tuple[M, bytes]:
             details=[{"field": "", "message": "expected an object"}],
         )
     try:
-        return model.model_validate(data), body
+        return model.model_validate(data, by_alias=True, by_name=False), body
     except ValidationError as exc:
         raise validation_error(exc) from None
 

@@ -1,0 +1,131 @@
+"""Desired state: container groups and their MCP servers as commanded. A pure fold."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from projections import events, specs
+from projections.folds import Projection
+
+STREAM_PREFIX = "group-"
+
+
+def stream_of(group_id: str) -> str:
+    return STREAM_PREFIX + group_id
+
+
+class ServerState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    group_id: str
+    spec: specs.ServerSpec
+    replicas: int
+    # Position of the last event that asks for new containers (a new spec, a restart).
+    generation: int
+
+
+class GroupState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    internal: bool = False
+    limits: specs.Limits | None = None
+    servers: tuple[str, ...] = ()
+
+
+class GroupsState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    groups: dict[str, GroupState] = {}
+    servers: dict[str, ServerState] = {}
+    # Version of each group's stream, removed groups included: commands append with it.
+    stream_versions: dict[str, int] = {}
+
+    def limits_of(self, server_id: str) -> specs.Limits:
+        """The server's limits over its group's, with the default pids limit at the bottom."""
+        server = self.servers[server_id]
+        group = self.groups.get(server.group_id)
+        base = specs.Limits(pids=specs.DEFAULT_PIDS).model_copy(
+            update=(group.limits.model_dump(exclude_none=True) if group and group.limits else {})
+        )
+        return (server.spec.limits or specs.Limits()).over(base)
+
+    def group_of(self, server_id: str) -> str | None:
+        server = self.servers.get(server_id)
+        return server.group_id if server else None
+
+
+def apply(state: GroupsState, event: events.Event, at: events.Envelope) -> GroupsState:
+    state = _fold(state, event, at)
+    if at.stream_id.startswith(STREAM_PREFIX):
+        versions = {**state.stream_versions, at.stream_id: at.version}
+        state = state.model_copy(update={"stream_versions": versions})
+    return state
+
+
+def _fold(state: GroupsState, event: events.Event, at: events.Envelope) -> GroupsState:
+    match event:
+        case events.GroupDeclared():
+            old = state.groups.get(event.group_id)
+            group = GroupState(
+                id=event.group_id,
+                name=event.name,
+                internal=event.internal,
+                limits=event.limits,
+                servers=old.servers if old else (),
+            )
+            return state.model_copy(update={"groups": {**state.groups, event.group_id: group}})
+        case events.ServerDeclared():
+            return _declare(state, event, at)
+        case events.ReplicasScaled():
+            return _update_server(state, event.server_id, replicas=event.replicas)
+        case events.ServerRemoved():
+            return _remove_servers(state, {event.server_id})
+        case events.GroupRemoved():
+            removed = state.groups.get(event.group_id)
+            trimmed = _remove_servers(state, set(removed.servers) if removed else set())
+            groups = {k: v for k, v in trimmed.groups.items() if k != event.group_id}
+            return trimmed.model_copy(update={"groups": groups})
+        case events.GroupRestartRequested():
+            for server_id in event.order:
+                state = _update_server(state, server_id, generation=at.position)
+            return state
+    return state
+
+
+def _declare(state: GroupsState, event: events.ServerDeclared, at: events.Envelope) -> GroupsState:
+    server = ServerState(
+        group_id=event.group_id,
+        spec=event.spec,
+        replicas=event.spec.replicas,
+        generation=at.position,
+    )
+    groups = dict(state.groups)
+    group = groups.get(event.group_id)
+    if group is not None and event.spec.id not in group.servers:
+        groups[event.group_id] = group.model_copy(
+            update={"servers": (*group.servers, event.spec.id)}
+        )
+    servers = {**state.servers, event.spec.id: server}
+    return state.model_copy(update={"groups": groups, "servers": servers})
+
+
+def _update_server(state: GroupsState, server_id: str, **changes: object) -> GroupsState:
+    server = state.servers.get(server_id)
+    if server is None:
+        return state
+    servers = {**state.servers, server_id: server.model_copy(update=changes)}
+    return state.model_copy(update={"servers": servers})
+
+
+def _remove_servers(state: GroupsState, server_ids: set[str]) -> GroupsState:
+    groups = {
+        gid: g.model_copy(update={"servers": tuple(s for s in g.servers if s not in server_ids)})
+        for gid, g in state.groups.items()
+    }
+    servers = {k: v for k, v in state.servers.items() if k not in server_ids}
+    return state.model_copy(update={"groups": groups, "servers": servers})
+
+
+PROJECTION = Projection(name="groups", fold_version=1, state_type=GroupsState, apply=apply)

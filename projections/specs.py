@@ -1,0 +1,72 @@
+"""Desired-state value objects carried by events: what a group and its MCP servers should be.
+
+Stored as the events' data (snake_case); `service.commands` maps the camelCase wire form here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_PIDS = 512
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limits(Value):
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+    def over(self, base: Limits | None) -> Limits:
+        """These limits, falling back field by field to `base` (a server's over its group's)."""
+        if base is None:
+            return self
+        return Limits(
+            memory_mb=self.memory_mb if self.memory_mb is not None else base.memory_mb,
+            cpus=self.cpus if self.cpus is not None else base.cpus,
+            pids=self.pids if self.pids is not None else base.pids,
+        )
+
+
+class HealthCheck(Value):
+    type: Literal["mcp", "http", "tcp", "none"] = "mcp"
+    url: str | None = None
+    interval_ms: int = 5_000
+    timeout_ms: int = 2_000
+    failure_threshold: int = 3
+    recovery_threshold: int = 2
+    start_period_ms: int = 30_000
+    circuit_breaker_enabled: bool = True
+
+
+class CredentialRequirement(Value):
+    name: str
+    mode: Literal["env", "file"]
+
+
+class InitContainer(Value):
+    image: str
+    command: tuple[str, ...] | None = None
+
+
+class ServerSpec(Value):
+    """One MCP server as declared: image, how to reach it, how many, what it needs."""
+
+    id: str
+    image: str
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = {}
+    port: int = 8000
+    transport: Literal["streamable-http"] = "streamable-http"
+    path: str = "/mcp"
+    replicas: int = 1
+    depends_on: tuple[str, ...] = ()
+    limits: Limits | None = None
+    health_check: HealthCheck = HealthCheck()
+    credential_requirements: tuple[CredentialRequirement, ...] = ()
+    init_containers: tuple[InitContainer, ...] = ()
+    cap_add: tuple[str, ...] = ()
