@@ -2,13 +2,14 @@
 
 from typing import Any
 
-from projections import events, groups, health
+from projections import containers, events, groups, health
 from projections.folds import Projection
 from projections.runner import FoldSet, ProjectionRunner, fold_log
 
-ALL: tuple[Projection[Any], ...] = (health.PROJECTION, groups.PROJECTION)
+ALL: tuple[Projection[Any], ...] = (health.PROJECTION, groups.PROJECTION, containers.PROJECTION)
 
 __all__ = [
+    "containers",
     "ALL",
     "FoldSet",
     "Projection",

@@ -80,6 +80,62 @@ class GroupRestartRequested(Event):
     order: tuple[str, ...]
 
 
+class NetworkCreated(Event):
+    group_id: str
+    network: str
+    internal: bool
+
+
+class NetworkRemoved(Event):
+    group_id: str
+    network: str
+
+
+class ContainerCreated(Event):
+    """The reconciler created a replica's container (not started yet)."""
+
+    group_id: str
+    server_id: str
+    replica: int
+    container_id: str
+    name: str
+    generation: int
+
+
+class ContainerStarted(Event):
+    server_id: str
+    replica: int
+    container_id: str
+    host_port: int | None = None
+
+
+class ContainerFailedToStart(Event):
+    """Creating or starting a replica failed; `reason` says why (an image missing, say)."""
+
+    group_id: str
+    server_id: str
+    replica: int
+    reason: str
+    container_id: str | None = None
+
+
+class ContainerDied(Event):
+    server_id: str
+    replica: int
+    container_id: str
+    exit_code: int | None = None
+    oom_killed: bool = False
+
+
+class ContainerRemoved(Event):
+    """A replica's container is gone: removed by the reconciler (`reason`) or from outside."""
+
+    server_id: str
+    replica: int
+    container_id: str
+    reason: str
+
+
 CATALOGUE = Catalogue()
 for _model in (
     CircuitBreakerConfigured,
@@ -89,5 +145,12 @@ for _model in (
     ServerRemoved,
     GroupRemoved,
     GroupRestartRequested,
+    NetworkCreated,
+    NetworkRemoved,
+    ContainerCreated,
+    ContainerStarted,
+    ContainerFailedToStart,
+    ContainerDied,
+    ContainerRemoved,
 ):
     CATALOGUE.register(_model)

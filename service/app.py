@@ -5,6 +5,7 @@ Nothing is built at import time. Cleanup contexts start in dependency order and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -14,12 +15,23 @@ from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
 from service.api import events as events_api
+from service.api import groups as groups_api
 from service.api import health as health_api
+from service.api import servers as servers_api
 from service.api import system as system_api
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
-from service.keys import context_key, docker_key, runner_key, settings_key, store_key
+from service.keys import (
+    context_key,
+    docker_key,
+    reconciler_key,
+    runner_key,
+    settings_key,
+    store_key,
+)
+from service.listener import DockerListener
 from service.middlewares import auth_middleware, error_middleware
+from service.reconciler import Reconciler
 from service.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -35,7 +47,6 @@ async def open_store(settings: Settings) -> EventStore:
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[settings_key])
     app[store_key] = store
-    app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE)
     try:
         yield
     finally:
@@ -43,11 +54,13 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
+    store = app[store_key]
     runner = ProjectionRunner(
-        app[store_key], events.CATALOGUE, ALL, snapshot_every=app[settings_key].snapshot_every
+        store, events.CATALOGUE, ALL, snapshot_every=app[settings_key].snapshot_every
     )
     await runner.start()
     app[runner_key] = runner
+    app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE, runner=runner)
     try:
         yield
     finally:
@@ -60,13 +73,40 @@ async def docker_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
+    """The reconciler and the Docker listener, running until the app stops."""
+    settings = app[settings_key]
+    reconciler = Reconciler(
+        app[store_key],
+        app[runner_key],
+        app[docker_key],
+        events.CATALOGUE,
+        owner_labels=settings.owner_labels,
+        interval=settings.reconcile_interval_s,
+    )
+    listener = DockerListener(
+        app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
+    )
+    app[reconciler_key] = reconciler
+    tasks = [
+        asyncio.create_task(reconciler.run(), name="dtma-reconciler"),
+        asyncio.create_task(listener.run(), name="dtma-docker-listener"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def create_app(settings: Settings) -> web.Application:
     token = settings.require_auth_token()
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(token)], client_max_size=MAX_BODY_BYTES
     )
     app[settings_key] = settings
-    app.cleanup_ctx.extend([store_context, runner_context, docker_context])
-    for module in (system_api, events_api, health_api):
+    app.cleanup_ctx.extend([store_context, runner_context, docker_context, supervisor_context])
+    for module in (system_api, events_api, health_api, servers_api, groups_api):
         module.add_routes(app)
     return app

@@ -1,15 +1,17 @@
-"""The Docker adapter: the only module that imports aiodocker.
+"""The Docker adapter: the only module that imports aiodocker (with `docker_events`).
 
 Every aiodocker or connection error becomes a service error in `_translated`, and nowhere else.
+Callers see plain values (`service.docker_objects`, `service.docker_events`), never aiodocker's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import secrets
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing, contextmanager, suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,9 +20,35 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 
 from service import errors
+from service.docker_events import DockerEvent, stream_events
+from service.docker_objects import (
+    MANAGED_LABEL,
+    MANAGED_LABELS,
+    ContainerInfo,
+    ContainerSpec,
+    container_config,
+    container_info,
+    hardened_host_config,
+    is_managed,
+    managed,
+    published_port,
+)
+
+__all__ = [
+    "MANAGED_LABEL",
+    "ContainerInfo",
+    "ContainerSpec",
+    "DockerAdapter",
+    "DockerConflictError",
+    "DockerEvent",
+    "DockerNotFoundError",
+    "DockerOperationError",
+    "DockerUnavailableError",
+    "hardened_host_config",
+]
 
 BUILD_LOG_TAIL_LINES = 20
-MIB = 1024 * 1024
+INSPECT_CONCURRENCY = 8
 
 
 class DockerUnavailableError(errors.UnavailableError):
@@ -52,7 +80,12 @@ def _translated(
         yield
     except aiodocker.DockerError as exc:
         raise _service_error(exc, action, missing, log_tail) from exc
-    except (aiohttp.ClientConnectionError, FileNotFoundError, ConnectionError) as exc:
+    except (
+        aiohttp.ClientConnectionError,
+        aiohttp.ClientPayloadError,  # a stream cut short
+        FileNotFoundError,
+        ConnectionError,
+    ) as exc:
         raise DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable") from exc
 
 
@@ -63,22 +96,12 @@ def _service_error(
         return DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable")
     if exc.status == 404:
         return DockerNotFoundError(
-            f"{missing} not found" if missing else f"cannot {action}: not found"
+            f"{missing} not found" if missing else f"cannot {action}: {exc.message}"
         )
-    if exc.status == 409:
+    if exc.status in (403, 409):  # 403: not in this state (a network in use, a built-in one)
         return DockerConflictError(f"cannot {action}: {exc.message}")
     tail = "".join(log_tail).rstrip()
     return DockerOperationError(f"cannot {action}: {exc.message}" + (f"\n{tail}" if tail else ""))
-
-
-def hardened_host_config(*, pids_limit: int = 64) -> dict[str, Any]:
-    """The HostConfig every container starts from: no privileges to gain, no restarts."""
-    return {
-        "SecurityOpt": ["no-new-privileges"],
-        "CapDrop": ["ALL"],
-        "PidsLimit": pids_limit,
-        "RestartPolicy": {"Name": "no"},
-    }
 
 
 def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
@@ -127,6 +150,8 @@ class DockerAdapter:
             version: dict[str, Any] = await self._docker().version()
         return version
 
+    # Images
+
     async def build_image(self, tag: str, context_tar: bytes) -> None:
         """Build `tag` from a tar (plain or gzipped) holding a Dockerfile.
 
@@ -152,80 +177,74 @@ class DockerAdapter:
             return False
         return True
 
-    async def run_to_completion(
-        self, image: str, command: list[str], labels: dict[str, str], timeout_s: float = 60
-    ) -> tuple[int, str]:
-        """Run a hardened container until it exits; return its exit code and its output.
+    # Containers
 
-        The container is removed whatever happens. Raises `errors.TimedOutError` after
-        `timeout_s` seconds. The image must exist already: nothing is pulled.
+    async def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) a hardened container for `spec`, labelled managed; return its id.
+
+        Nothing is pulled: an absent image is a `DockerNotFoundError` naming it. A name in use
+        is a `DockerConflictError`. An absent network shows only when the container starts.
         """
-        config: dict[str, Any] = {
-            "Image": image,
-            "Cmd": command,
-            "Labels": labels,
-            "HostConfig": hardened_host_config(),
-        }
-        action = f"run a container from image {image}"
-        with _translated(action, missing=f"image {image}"):
-            container = await self._docker().containers.create(config)
-        try:
-            with _translated(action):
-                await container.start()
-                exit_code = await _wait(container, image, timeout_s)
-                output = await container.log(stdout=True, stderr=True)
-        finally:
-            await self._remove(container.id)
-        return exit_code, "".join(output)
+        action = f"create container {spec.name} from image {spec.image}"
+        with _translated(action, missing=f"image {spec.image}"):
+            container = await self._docker().containers.create(
+                container_config(spec), name=spec.name
+            )
+        return container.id
 
-    async def run_detached(
-        self,
-        *,
-        name: str,
-        image: str,
-        labels: dict[str, str],
-        env: dict[str, str] | None = None,
-        container_port: int = 8000,
-        memory_mb: int | None = None,
-    ) -> tuple[str, int]:
-        """Create and start a hardened container; return its id and its published host port.
+    async def start_container(self, container_id: str) -> int | None:
+        """Start a container; return the loopback port its published port got.
 
-        `container_port`/tcp is published on 127.0.0.1 at a free port Docker picks. `memory_mb`
-        is a hard limit (no swap beyond it). The image must exist already: nothing is pulled.
-        A container that does not start, or stops before its port is known, is removed.
+        None when it publishes no port, is on an internal network (which publishes none), or
+        stopped again before its port could be read (it may die at once: an OOM kill).
         """
-        port = f"{container_port}/tcp"
-        host_config = hardened_host_config()
-        host_config["PortBindings"] = {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]}
-        if memory_mb is not None:
-            host_config["Memory"] = host_config["MemorySwap"] = memory_mb * MIB
-        config: dict[str, Any] = {
-            "Image": image,
-            "Labels": labels,
-            "Env": [f"{key}={value}" for key, value in (env or {}).items()],
-            "ExposedPorts": {port: {}},
-            "HostConfig": host_config,
-        }
-        action = f"run container {name} from image {image}"
-        with _translated(action, missing=f"image {image}"):
-            container = await self._docker().containers.create(config, name=name)
-        try:
-            with _translated(action):
-                await container.start()
-                details = await container.show()
-            return container.id, _published_port(details, port, name)
-        except BaseException:
-            with suppress(errors.ServiceError):
-                await self._remove(container.id)
-            raise
+        with _translated(f"start container {container_id[:12]}"):
+            await self._docker().containers.container(container_id).start()
+            details = await self._docker().containers.container(container_id).show()
+        return published_port(details)
+
+    async def stop_container(self, container_id: str, timeout_s: int = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s` seconds; a stopped container is fine."""
+        with _translated(f"stop container {container_id[:12]}"):
+            await self._docker().containers.container(container_id).stop(t=timeout_s)
+
+    async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        """Send `signal`; a container that is not running is a `DockerConflictError`."""
+        with _translated(f"kill container {container_id[:12]}"):
+            await self._docker().containers.container(container_id).kill(signal=signal)
 
     async def remove_container(self, container_id: str) -> None:
         """Force-remove a container, running or not; one that is gone already is fine."""
         with suppress(DockerNotFoundError):
             await self._remove(container_id)
 
+    async def inspect_container(self, container_id: str) -> ContainerInfo:
+        """The container's state; an absent one is a `DockerNotFoundError`."""
+        short = container_id[:12]
+        with _translated(f"inspect container {short}", missing=f"container {short}"):
+            details = await self._docker().containers.container(container_id).show()
+        return container_info(details)
+
+    async def list_managed(self) -> list[ContainerInfo]:
+        """Every container labelled `dtma.managed=true`, running or not, oldest first.
+
+        One list call, then an inspect of each (concurrently): only the inspect carries exit
+        codes, OOM kills and start times. One removed in between is left out.
+        """
+        ids = await self.list_container_ids(MANAGED_LABELS)
+        limit = asyncio.Semaphore(INSPECT_CONCURRENCY)
+
+        async def inspect(container_id: str) -> ContainerInfo | None:
+            async with limit:
+                with suppress(DockerNotFoundError):
+                    return await self.inspect_container(container_id)
+                return None
+
+        found = await asyncio.gather(*(inspect(container_id) for container_id in reversed(ids)))
+        return [info for info in found if info is not None]
+
     async def list_container_ids(self, labels: Mapping[str, str]) -> list[str]:
-        """Ids of every container, running or not, carrying all of `labels`."""
+        """Ids of every container, running or not, carrying all of `labels`, newest first."""
         with _translated("list containers"):
             found = await self._docker().containers.list(all=True, filters=_label_filters(labels))
         return [container.id for container in found]
@@ -242,22 +261,153 @@ class DockerAdapter:
         return removed
 
     async def _remove(self, container_id: str) -> None:
-        with _translated(
-            f"remove container {container_id[:12]}", missing=f"container {container_id[:12]}"
-        ):
+        short = container_id[:12]
+        with _translated(f"remove container {short}", missing=f"container {short}"):
             await self._docker().containers.container(container_id).delete(force=True)
 
+    # Containers, start to finish
 
-def _published_port(details: Mapping[str, Any], port: str, name: str) -> int:
-    bindings = (details.get("NetworkSettings") or {}).get("Ports") or {}
-    for binding in bindings.get(port) or []:
-        if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort"):
-            return int(binding["HostPort"])
-    state = details.get("State") or {}
-    raise DockerOperationError(
-        f"container {name} has no host port for {port} "
-        f"(status {state.get('Status')}, exit code {state.get('ExitCode')})"
-    )
+    async def run_container_to_completion(
+        self, spec: ContainerSpec, timeout_s: float = 60
+    ) -> tuple[int, str]:
+        """Run `spec` until it exits; return its exit code and its output (stdout and stderr).
+
+        The container is removed whatever happens. Raises `errors.TimedOutError` after
+        `timeout_s` seconds. The image must exist already: nothing is pulled.
+        """
+        container_id = await self.create_container(spec)
+        container = self._docker().containers.container(container_id)
+        try:
+            with _translated(f"run container {spec.name} from image {spec.image}"):
+                await container.start()
+                exit_code = await _wait(container, spec.image, timeout_s)
+                output = await container.log(stdout=True, stderr=True)
+        finally:
+            await self.remove_container(container_id)
+        return exit_code, "".join(output)
+
+    async def run_to_completion(
+        self, image: str, command: list[str], labels: dict[str, str], timeout_s: float = 60
+    ) -> tuple[int, str]:
+        """`run_container_to_completion` of a hardened container named by Docker's rules."""
+        spec = ContainerSpec(
+            name=f"dtma-run-{secrets.token_hex(6)}", image=image, labels=labels, command=command
+        )
+        return await self.run_container_to_completion(spec, timeout_s)
+
+    async def run_detached(
+        self,
+        *,
+        name: str,
+        image: str,
+        labels: dict[str, str],
+        env: dict[str, str] | None = None,
+        container_port: int = 8000,
+        memory_mb: int | None = None,
+    ) -> tuple[str, int]:
+        """Create and start a hardened container; return its id and its published host port.
+
+        A container that does not start, or stops before its port is known, is removed.
+        """
+        spec = ContainerSpec(
+            name=name,
+            image=image,
+            labels=labels,
+            env=env or {},
+            container_port=container_port,
+            memory_mb=memory_mb,
+        )
+        container_id = await self.create_container(spec)
+        try:
+            port = await self.start_container(container_id)
+            if port is None:
+                info = await self.inspect_container(container_id)
+                raise DockerOperationError(
+                    f"container {name} has no host port for {container_port}/tcp "
+                    f"(status {info.state}, exit code {info.exit_code})"
+                )
+        except BaseException:
+            with suppress(errors.ServiceError):
+                await self._remove(container_id)
+            raise
+        return container_id, port
+
+    # Networks
+
+    async def ensure_network(
+        self, name: str, labels: Mapping[str, str], internal: bool = False
+    ) -> str:
+        """The id of the managed bridge network `name`, created (labelled managed) if absent.
+
+        A network of that name that is not managed, or differs in `internal`, is a
+        `DockerConflictError` and is left alone.
+        """
+        for _attempt in range(2):  # a concurrent create of the same name wins the race once
+            if (existing := await self._find_network(name)) is not None:
+                return _checked_network(existing, name, internal)
+            config = {
+                "Name": name,
+                "Driver": "bridge",
+                "Internal": internal,
+                "Labels": managed(labels),
+                "CheckDuplicate": True,
+            }
+            with suppress(DockerConflictError), _translated(f"create network {name}"):
+                network = await self._docker().networks.create(config)
+                return str(network.id)
+        raise DockerConflictError(f"cannot create network {name}: created and removed meanwhile")
+
+    async def remove_network(self, name: str) -> None:
+        """Remove the managed network `name`; an absent one is fine.
+
+        One that is not managed, or still has containers on it, is a `DockerConflictError`.
+        """
+        existing = await self._find_network(name)
+        if existing is None:
+            return
+        if not is_managed(existing.get("Labels")):
+            raise DockerConflictError(f"network {name} is not managed by DTMA: left alone")
+        with suppress(DockerNotFoundError), _translated(f"remove network {name}"):
+            network = await self._docker().networks.get(str(existing["Id"]))
+            await network.delete()
+
+    async def list_managed_networks(self) -> list[tuple[str, dict[str, str]]]:
+        """The name and labels of every network labelled `dtma.managed=true`."""
+        with _translated("list networks"):
+            found = await self._docker().networks.list(filters=_label_filters(MANAGED_LABELS))
+        return [(str(network["Name"]), dict(network.get("Labels") or {})) for network in found]
+
+    async def _find_network(self, name: str) -> dict[str, Any] | None:
+        """The network called exactly `name` (Docker's name filter also matches parts)."""
+        with _translated(f"look for network {name}"):
+            found = await self._docker().networks.list(filters={"name": name})
+        return next((network for network in found if network.get("Name") == name), None)
+
+    # Events
+
+    async def events(self, since_nano: int | None = None) -> AsyncIterator[DockerEvent]:
+        """Managed containers' events, from `since_nano` (inclusive) or from now on.
+
+        Docker replays from `since` what its in-memory buffer (the last 256 events, emptied by a
+        daemon restart) still holds, then follows live. A lost connection, or an engine that
+        cannot be reached, raises `DockerUnavailableError`: reconnect with the last `time_nano`
+        seen and drop the events at that very nanosecond already handled.
+        """
+        with _translated("follow the Docker engine's events"):
+            async with aclosing(stream_events(self._docker(), since_nano)) as stream:
+                async for event in stream:
+                    yield event
+
+
+def _checked_network(network: Mapping[str, Any], name: str, internal: bool) -> str:
+    if not is_managed(network.get("Labels")):
+        raise DockerConflictError(f"network {name} exists and is not managed by DTMA")
+    if bool(network.get("Internal")) != internal:
+        raise DockerConflictError(
+            f"network {name} exists with internal={bool(network.get('Internal'))}; "
+            f"remove it to change that"
+        )
+    return str(network["Id"])
 
 
 async def _wait(container: DockerContainer, image: str, timeout_s: float) -> int:

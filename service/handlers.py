@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from eventstore.catalogue import Catalogue
+from eventstore.errors import VersionConflictError
 from eventstore.store import EventStore
-from projections import events, health
+from projections import events, groups, health
+from projections.runner import ProjectionRunner
 from service import commands, decisions, errors
 
 
@@ -20,6 +22,7 @@ from service import commands, decisions, errors
 class CommandContext:
     store: EventStore
     catalogue: Catalogue
+    runner: ProjectionRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +101,112 @@ def _decoded(ctx: CommandContext, history: list[Any]) -> list[events.Event]:
     return [cast(events.Event, ctx.catalogue.decode(recorded)) for recorded in history]
 
 
+GroupDecision = Callable[[groups.GroupsState, Any], "events.Event | list[events.Event]"]
+ATTEMPTS = 3
+CATCH_UP_S = 5.0
+
+
+async def decide_on_groups(
+    ctx: CommandContext,
+    command: commands.Command,
+    meta: CommandMeta,
+    decide: GroupDecision,
+    answer: Callable[[list[events.Event]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Decide on the current desired state and append to the group's stream with its version.
+
+    The projection is first brought up to the log's head; a concurrent change to the same group
+    (a version conflict) makes it decide again, up to three times.
+    """
+    for attempt in range(ATTEMPTS):
+        head, _ = await ctx.store.head()
+        await ctx.runner.wait_for(head, within=CATCH_UP_S)
+        state = ctx.runner.state(groups.PROJECTION)
+        decided = decide(state, command)
+        produced = decided if isinstance(decided, list) else [decided]
+        stream = groups.stream_of(_group_id(produced[0]))
+        result = answer(produced)
+        try:
+            appended = await ctx.store.append(
+                stream,
+                [ctx.catalogue.to_new_event(event) for event in produced],
+                expected_version=state.stream_versions.get(stream, 0),
+                idempotency_key=meta.idempotency_key,
+                metadata=meta.metadata(),
+                request_hash=meta.request_hash,
+                result=result,
+            )
+        except VersionConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        return {**(appended.result or result), "position": appended.last_position}
+    raise AssertionError("unreachable")
+
+
+def _group_id(event: events.Event) -> str:
+    group_id = getattr(event, "group_id", None)
+    assert isinstance(group_id, str), f"{type(event).__name__} names no group"
+    return group_id
+
+
+async def deploy_group(
+    ctx: CommandContext, command: commands.DeployGroup, meta: CommandMeta
+) -> dict[str, Any]:
+    def answer(_produced: list[events.Event]) -> dict[str, Any]:
+        return {"groupId": command.group_id, "mcpServers": [s.id for s in command.mcp_servers]}
+
+    return await decide_on_groups(ctx, command, meta, decisions.deploy_group, answer)
+
+
+async def create_group(
+    ctx: CommandContext, command: commands.CreateGroup, meta: CommandMeta
+) -> dict[str, Any]:
+    def answer(produced: list[events.Event]) -> dict[str, Any]:
+        declared = produced[0]
+        assert isinstance(declared, events.GroupDeclared)
+        return {"id": declared.group_id, "name": declared.name, "internal": declared.internal}
+
+    return await decide_on_groups(ctx, command, meta, decisions.create_group, answer)
+
+
+def _no_answer(_produced: list[events.Event]) -> dict[str, Any]:
+    return {}
+
+
+async def scale_server(
+    ctx: CommandContext, command: commands.ScaleServer, meta: CommandMeta
+) -> dict[str, Any]:
+    return await decide_on_groups(ctx, command, meta, decisions.scale_server, _no_answer)
+
+
+async def remove_server(
+    ctx: CommandContext, command: commands.RemoveServer, meta: CommandMeta
+) -> dict[str, Any]:
+    return await decide_on_groups(ctx, command, meta, decisions.remove_server, _no_answer)
+
+
+async def remove_group(
+    ctx: CommandContext, command: commands.RemoveGroup, meta: CommandMeta
+) -> dict[str, Any]:
+    return await decide_on_groups(ctx, command, meta, decisions.remove_group, _no_answer)
+
+
+async def restart_group(
+    ctx: CommandContext, command: commands.RestartGroup, meta: CommandMeta
+) -> dict[str, Any]:
+    return await decide_on_groups(ctx, command, meta, decisions.restart_group, _no_answer)
+
+
 Handler = Callable[[CommandContext, Any, CommandMeta], Awaitable[dict[str, Any]]]
 COMMAND_HANDLERS: dict[type[commands.Command], Handler] = {
     commands.ConfigureBreaker: configure_breaker,
+    commands.DeployGroup: deploy_group,
+    commands.CreateGroup: create_group,
+    commands.ScaleServer: scale_server,
+    commands.RemoveServer: remove_server,
+    commands.RemoveGroup: remove_group,
+    commands.RestartGroup: restart_group,
 }
 
 

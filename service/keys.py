@@ -11,6 +11,7 @@ from eventstore.store import EventStore
 from projections.runner import ProjectionRunner
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
+from service.reconciler import Reconciler
 from service.settings import Settings
 
 settings_key = web.AppKey("dtma.settings", Settings)
@@ -18,3 +19,4 @@ store_key = web.AppKey("dtma.store", EventStore)
 runner_key = web.AppKey("dtma.runner", ProjectionRunner)
 context_key = web.AppKey("dtma.context", CommandContext)
 docker_key = web.AppKey("dtma.docker", DockerAdapter)
+reconciler_key = web.AppKey("dtma.reconciler", Reconciler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -31,6 +31,10 @@ class Settings:
     backend_token: str | None = None
     snapshot_every: int = 1000
     log_level: str = "INFO"
+    # Labels stamped on every container and network this instance creates, and required on
+    # everything it reconciles: lets several instances (or test runs) share one engine.
+    owner_labels: Mapping[str, str] = field(default_factory=dict)
+    reconcile_interval_s: float = 10.0
 
     def require_auth_token(self) -> str:
         if not self.auth_token:

@@ -114,10 +114,11 @@ async def log(make_settings: Callable[..., Settings], database_file: Path) -> Lo
         served = await client.get(f"/health/mcp/search?minPosition={position}", headers=AUTH)
         assert served.status == 200
         events = (await (await client.get("/events", headers=AUTH)).json())["events"]
-        state = client.app[runner_key].state(health.PROJECTION).model_dump(mode="json")
+        folds = client.app[runner_key].folds
+        state = {name: model.model_dump(mode="json") for name, model in folds.states.items()}
         served_config = (await served.json())["config"]
     assert [e["position"] for e in events] == [1, 2, 3]
-    return Log(events=events, state={"health": state}, served_config=served_config)
+    return Log(events=events, state=state, served_config=served_config)
 
 
 def head_revision() -> str | None:

@@ -1,0 +1,142 @@
+"""Observed state: each server's replicas as Docker has run them, and each group's network.
+
+A pure fold of what the reconciler did and what the Docker listener saw.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from projections import events
+from projections.folds import Projection
+
+State = Literal["created", "running", "exited", "failed"]
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    replica: int
+    container_id: str | None
+    container_name: str | None
+    state: State
+    generation: int = 0
+    host_port: int | None = None
+    started_at: str | None = None
+    restart_count: int = 0
+    exit_code: int | None = None
+    oom_killed: bool = False
+    reason: str | None = None
+
+
+class ContainersState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    # server id -> replica number -> instance
+    instances: dict[str, dict[int, Instance]] = {}
+    networks: dict[str, str] = {}  # group id -> network name
+
+    def of(self, server_id: str) -> list[Instance]:
+        return [i for _, i in sorted(self.instances.get(server_id, {}).items())]
+
+
+def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> ContainersState:
+    match event:
+        case events.NetworkCreated():
+            return state.model_copy(
+                update={"networks": {**state.networks, event.group_id: event.network}}
+            )
+        case events.NetworkRemoved():
+            networks = {k: v for k, v in state.networks.items() if k != event.group_id}
+            return state.model_copy(update={"networks": networks})
+        case events.ContainerCreated():
+            created = Instance(
+                replica=event.replica,
+                container_id=event.container_id,
+                container_name=event.name,
+                state="created",
+                generation=event.generation,
+                restart_count=_restarts(state, event.server_id, event.replica),
+            )
+            return _put(state, event.server_id, created)
+        case events.ContainerStarted():
+            return _change(
+                state,
+                event.server_id,
+                event.replica,
+                event.container_id,
+                {
+                    "state": "running",
+                    "restart_count": _restarts(state, event.server_id, event.replica),
+                    "host_port": event.host_port,
+                    "started_at": at.recorded_at,
+                    "exit_code": None,
+                    "oom_killed": False,
+                },
+            )
+        case events.ContainerDied():
+            return _change(
+                state,
+                event.server_id,
+                event.replica,
+                event.container_id,
+                {"state": "exited", "exit_code": event.exit_code, "oom_killed": event.oom_killed},
+            )
+        case events.ContainerFailedToStart():
+            failed = Instance(
+                replica=event.replica,
+                container_id=event.container_id,
+                container_name=None,
+                state="failed",
+                reason=event.reason,
+            )
+            return _put(state, event.server_id, failed)
+        case events.ContainerRemoved():
+            current = _instance(state, event.server_id, event.replica)
+            if current is None or current.container_id != event.container_id:
+                return state
+            replicas = {
+                k: v for k, v in state.instances[event.server_id].items() if k != event.replica
+            }
+            return state.model_copy(
+                update={"instances": {**state.instances, event.server_id: replicas}}
+            )
+        case events.ServerRemoved():
+            instances = {k: v for k, v in state.instances.items() if k != event.server_id}
+            return state.model_copy(update={"instances": instances})
+    return state
+
+
+def _instance(state: ContainersState, server_id: str, replica: int) -> Instance | None:
+    return state.instances.get(server_id, {}).get(replica)
+
+
+def _restarts(state: ContainersState, server_id: str, replica: int) -> int:
+    """Restarts so far, counting the start about to be recorded if the replica ran before."""
+    current = _instance(state, server_id, replica)
+    if current is None:
+        return 0
+    return current.restart_count + (1 if current.started_at else 0)
+
+
+def _put(state: ContainersState, server_id: str, instance: Instance) -> ContainersState:
+    replicas = {**state.instances.get(server_id, {}), instance.replica: instance}
+    return state.model_copy(update={"instances": {**state.instances, server_id: replicas}})
+
+
+def _change(
+    state: ContainersState,
+    server_id: str,
+    replica: int,
+    container_id: str,
+    changes: dict[str, object],
+) -> ContainersState:
+    current = _instance(state, server_id, replica)
+    if current is None or current.container_id != container_id:
+        return state  # a fact about a container that is no longer this replica's
+    return _put(state, server_id, current.model_copy(update=changes))
+
+
+PROJECTION = Projection(name="containers", fold_version=1, state_type=ContainersState, apply=apply)

@@ -1,0 +1,315 @@
+"""The reconciler: compares desired state (the groups projection) with the containers Docker
+has (by `dtma.*` labels) and closes the gap, recording each action as an event.
+
+Level-triggered: it runs at start, after every new event, after a Docker event and every
+`interval` seconds, and always looks at the whole picture, so a restart after a crash needs no
+memory beyond the log and Docker. What it removes is recorded before it acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.catalogue import Catalogue
+from eventstore.errors import StoreError
+from eventstore.store import EventStore
+from projections import containers, dependencies, events, groups
+from projections.runner import ProjectionRunner
+from service import errors
+from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 60.0
+
+
+def container_name(group_id: str, server_id: str, replica: int) -> str:
+    return f"dtma-{group_id}-{server_id}-{replica}"
+
+
+def network_name(group_id: str) -> str:
+    return f"dtma-{group_id}"
+
+
+def server_stream(server_id: str) -> str:
+    return f"server-{server_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A container as the reconciler reads its labels."""
+
+    info: ContainerInfo
+    group_id: str
+    server_id: str
+    replica: int
+    generation: int
+
+
+def as_replica(info: ContainerInfo) -> Replica | None:
+    labels = info.labels
+    try:
+        return Replica(
+            info,
+            labels["dtma.group"],
+            labels["dtma.server"],
+            int(labels["dtma.replica"]),
+            int(labels.get("dtma.generation", "0")),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def removal_reason(replica: Replica, desired: groups.GroupsState) -> str | None:
+    """Why this container must go, or None if it is wanted as it is. Pure."""
+    server = desired.servers.get(replica.server_id)
+    if server is None or server.group_id != replica.group_id:
+        return "server removed" if replica.server_id else "unknown server"
+    if replica.replica > server.replicas:
+        return "scaled down"
+    if replica.generation < server.generation:
+        return "replaced by a newer spec or a restart"
+    return None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: EventStore,
+        runner: ProjectionRunner,
+        docker: DockerAdapter,
+        catalogue: Catalogue,
+        owner_labels: Mapping[str, str] | None = None,
+        interval: float = 10.0,
+    ) -> None:
+        self._owner_labels = dict(owner_labels or {})
+        self._store = store
+        self._runner = runner
+        self._docker = docker
+        self._catalogue = catalogue
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._retry_at: dict[tuple[str, int], tuple[float, float]] = {}  # -> (when, delay)
+        self.removing: set[str] = set()  # container ids being removed on purpose
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+            except (errors.ServiceError, StoreError) as exc:
+                logger.warning("reconcile failed, retrying: %s", exc.args[0] if exc.args else exc)
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Until something changed: a new event in the log, a poke, or the interval."""
+        position = self._runner.position
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._runner.wait_for(position + 1, within=self._interval)),
+        }
+        _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def reconcile_once(self) -> None:
+        head, _ = await self._store.head()
+        await self._runner.wait_for(head, within=5.0)
+        desired = self._runner.state(groups.PROJECTION)
+        actual = [
+            r
+            for r in map(as_replica, await self._docker.list_managed())
+            if r and self._owns(r.info.labels)
+        ]
+        kept = await self._remove_unwanted(desired, actual)
+        await self._ensure_networks(desired)
+        await self._start_missing(desired, kept)
+        await self._remove_unused_networks(desired)
+
+    def _owns(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self._owner_labels.items())
+
+    # -- removing ----------------------------------------------------------------------------
+
+    async def _remove_unwanted(
+        self, desired: groups.GroupsState, actual: list[Replica]
+    ) -> list[Replica]:
+        kept = []
+        for replica in sorted(actual, key=lambda r: -r.replica):  # highest replica first
+            reason = removal_reason(replica, desired)
+            if reason is None and not replica.info.running:
+                reason = "exited" if self._may_retry(replica) else None
+                if reason is None:
+                    kept.append(replica)
+                    continue
+            if reason is None:
+                kept.append(replica)
+                continue
+            await self._remove(replica, reason)
+        return kept
+
+    async def _remove(self, replica: Replica, reason: str) -> None:
+        await self._record(
+            replica.server_id,
+            events.ContainerRemoved(
+                server_id=replica.server_id,
+                replica=replica.replica,
+                container_id=replica.info.id,
+                reason=reason,
+            ),
+        )
+        self.removing.add(replica.info.id)
+        await self._docker.remove_container(replica.info.id)
+
+    # -- networks ----------------------------------------------------------------------------
+
+    async def _ensure_networks(self, desired: groups.GroupsState) -> None:
+        known = self._runner.state(containers.PROJECTION).networks
+        for group in desired.groups.values():
+            name = network_name(group.id)
+            labels = {**self._owner_labels, "dtma.group": group.id}
+            await self._docker.ensure_network(name, labels, group.internal)
+            if known.get(group.id) != name:
+                await self._record_group(
+                    group.id,
+                    events.NetworkCreated(group_id=group.id, network=name, internal=group.internal),
+                )
+
+    async def _remove_unused_networks(self, desired: groups.GroupsState) -> None:
+        for name, labels in await self._docker.list_managed_networks():
+            group_id = labels.get("dtma.group") if self._owns(labels) else None
+            if group_id and group_id not in desired.groups:
+                await self._docker.remove_network(name)
+                await self._record_group(
+                    group_id, events.NetworkRemoved(group_id=group_id, network=name)
+                )
+
+    # -- starting ----------------------------------------------------------------------------
+
+    async def _start_missing(self, desired: groups.GroupsState, kept: list[Replica]) -> None:
+        present = {(r.server_id, r.replica) for r in kept}
+        running = {r.server_id for r in kept if r.info.running}
+        for group in desired.groups.values():
+            graph = {s: desired.servers[s].spec.depends_on for s in group.servers}
+            for server_id in dependencies.start_order(graph):
+                if not all(d in running for d in graph[server_id]):
+                    continue  # started once its dependencies run
+                server = desired.servers[server_id]
+                for replica in range(1, server.replicas + 1):
+                    missing = (server_id, replica) not in present
+                    if missing and self._due(server_id, replica):
+                        started = await self._start(desired, group, server, replica)
+                        if started:
+                            running.add(server_id)
+
+    async def _start(
+        self,
+        desired: groups.GroupsState,
+        group: groups.GroupState,
+        server: groups.ServerState,
+        replica: int,
+    ) -> bool:
+        spec = server.spec
+        limits = desired.limits_of(spec.id)
+        labels = {
+            **self._owner_labels,
+            "dtma.group": group.id,
+            "dtma.server": spec.id,
+            "dtma.replica": str(replica),
+            "dtma.generation": str(server.generation),
+        }
+        name = container_name(group.id, spec.id, replica)
+        container = ContainerSpec(
+            name=name,
+            image=spec.image,
+            labels=labels,
+            env=dict(spec.env),
+            command=list(spec.command) if spec.command is not None else None,
+            network=network_name(group.id),
+            aliases=[spec.id],
+            container_port=spec.port,
+            memory_mb=limits.memory_mb,
+            cpus=limits.cpus,
+            pids=limits.pids or 512,
+            cap_add=list(spec.cap_add),
+        )
+        container_id: str | None = None
+        try:
+            container_id = await self._docker.create_container(container)
+            await self._record(
+                spec.id,
+                events.ContainerCreated(
+                    group_id=group.id,
+                    server_id=spec.id,
+                    replica=replica,
+                    container_id=container_id,
+                    name=name,
+                    generation=server.generation,
+                ),
+            )
+            host_port = await self._docker.start_container(container_id)
+        except errors.UnavailableError:
+            raise
+        except errors.ServiceError as exc:
+            self._back_off(spec.id, replica)
+            await self._record(
+                spec.id,
+                events.ContainerFailedToStart(
+                    group_id=group.id,
+                    server_id=spec.id,
+                    replica=replica,
+                    reason=exc.message,
+                    container_id=container_id,
+                ),
+            )
+            if container_id is not None:
+                self.removing.add(container_id)
+                await self._docker.remove_container(container_id)
+            return False
+        await self._record(
+            spec.id,
+            events.ContainerStarted(
+                server_id=spec.id, replica=replica, container_id=container_id, host_port=host_port
+            ),
+        )
+        return True
+
+    # -- retries -----------------------------------------------------------------------------
+
+    def _due(self, server_id: str, replica: int) -> bool:
+        when, _ = self._retry_at.get((server_id, replica), (0.0, 0.0))
+        return asyncio.get_running_loop().time() >= when
+
+    def _may_retry(self, replica: Replica) -> bool:
+        """An exited replica is replaced, but with backoff (1 s doubling to 60 s)."""
+        if not self._due(replica.server_id, replica.replica):
+            return False
+        self._back_off(replica.server_id, replica.replica)
+        return True
+
+    def _back_off(self, server_id: str, replica: int) -> None:
+        _, delay = self._retry_at.get((server_id, replica), (0.0, 0.5))
+        delay = min(delay * 2, MAX_BACKOFF_S)
+        self._retry_at[(server_id, replica)] = (asyncio.get_running_loop().time() + delay, delay)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    async def _record(self, server_id: str, event: events.Event) -> None:
+        await self._append(server_stream(server_id), event)
+
+    async def _record_group(self, group_id: str, event: events.Event) -> None:
+        await self._append(f"network-{group_id}", event)
+
+    async def _append(self, stream: str, event: events.Event) -> None:
+        metadata: Mapping[str, Any] = {"actor": "reconciler"}
+        await self._store.append(
+            stream, [self._catalogue.to_new_event(event)], None, metadata=metadata
+        )

@@ -1,0 +1,75 @@
+"""The service end to end: HTTP, a real Docker engine and a real database."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.app import create_app
+from service.docker import DockerAdapter
+from service.settings import Settings
+from tests.conftest import TOKEN
+from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL, open_docker_or_skip
+from tests.support.mcp_image import ensure_mcp_image
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[DockerAdapter]:
+    adapter = await open_docker_or_skip()
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@pytest.fixture
+async def mcp_image(docker: DockerAdapter) -> str:
+    return await ensure_mcp_image(docker)
+
+
+@pytest.fixture
+def owner_labels() -> dict[str, str]:
+    """Labels that make this test's service see only this test's containers and networks."""
+    return {TEST_RUN_LABEL: TEST_RUN_ID, "dtma.test-app": secrets.token_hex(4)}
+
+
+@pytest.fixture
+def service_settings(tmp_path: Path, owner_labels: dict[str, str]) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "auth_token": TOKEN,
+            "database_url": f"sqlite:///{tmp_path / 'dtma.db'}",
+            "owner_labels": owner_labels,
+            "reconcile_interval_s": 1.0,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def service(
+    aiohttp_client: Callable[..., Any],
+    service_settings: Callable[..., Settings],
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+) -> AsyncIterator[Any]:
+    client = await aiohttp_client(create_app(service_settings()))
+    try:
+        yield client
+    finally:
+        await client.close()
+        await sweep(docker, owner_labels)
+
+
+async def sweep(docker: DockerAdapter, owner_labels: dict[str, str]) -> None:
+    """Whatever the test left behind: its containers, then its networks."""
+    await docker.remove_containers(owner_labels)
+    for name, labels in await docker.list_managed_networks():
+        if all(labels.get(k) == v for k, v in owner_labels.items()):
+            await docker.remove_network(name)
