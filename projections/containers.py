@@ -24,6 +24,7 @@ class Instance(BaseModel):
     state: State
     generation: int = 0
     host_port: int | None = None
+    address: str | None = None
     started_at: str | None = None
     restart_count: int = 0
     exit_code: int | None = None
@@ -71,6 +72,7 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
                     "state": "running",
                     "restart_count": _restarts(state, event.server_id, event.replica),
                     "host_port": event.host_port,
+                    "address": event.address,
                     "started_at": at.recorded_at,
                     "exit_code": None,
                     "oom_killed": False,

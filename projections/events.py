@@ -103,10 +103,14 @@ class ContainerCreated(Event):
 
 
 class ContainerStarted(Event):
+    """Running. `host_port` is where the host reaches it on loopback; on an internal network,
+    which publishes no port, `address` is its IP there instead."""
+
     server_id: str
     replica: int
     container_id: str
     host_port: int | None = None
+    address: str | None = None
 
 
 class ContainerFailedToStart(Event):

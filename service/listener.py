@@ -18,7 +18,7 @@ from projections import containers, events
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker import DockerAdapter, DockerEvent
-from service.reconciler import Reconciler, server_stream
+from service.reconciler import Reconciler, removed_key, removed_outside, server_stream
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ class DockerListener:
         if docker_event.action in ("die", "destroy"):
             fact = await self._fact(docker_event)
             if fact is not None:
-                event_id = (
-                    f"{docker_event.container_id}:{docker_event.action}:{docker_event.time_nano}"
-                )
-                key = f"docker:{event_id}"
+                if isinstance(fact, events.ContainerRemoved):
+                    key = removed_key(docker_event.container_id)
+                else:
+                    key = f"docker:{docker_event.container_id}:die:{docker_event.time_nano}"
                 await self._store.append(
                     server_stream(fact.server_id),
                     [self._catalogue.to_new_event(fact)],
@@ -96,12 +96,7 @@ class DockerListener:
         if instance is None or instance.container_id != docker_event.container_id:
             return None
         if docker_event.action == "destroy":
-            return events.ContainerRemoved(
-                server_id=server_id,
-                replica=replica,
-                container_id=docker_event.container_id,
-                reason="removed outside DTMA",
-            )
+            return removed_outside(server_id, replica, docker_event.container_id)
         return events.ContainerDied(
             server_id=server_id,
             replica=replica,

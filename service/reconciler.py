@@ -64,6 +64,21 @@ def as_replica(info: ContainerInfo) -> Replica | None:
         return None
 
 
+def removed_outside(server_id: str, replica: int, container_id: str) -> events.ContainerRemoved:
+    """The fact that a replica's container went away without DTMA removing it."""
+    return events.ContainerRemoved(
+        server_id=server_id,
+        replica=replica,
+        container_id=container_id,
+        reason="removed outside DTMA",
+    )
+
+
+def removed_key(container_id: str) -> str:
+    """One key for that fact, whether the listener or the reconciler notices it first."""
+    return f"removed:{container_id}"
+
+
 def removal_reason(replica: Replica, desired: groups.GroupsState) -> str | None:
     """Why this container must go, or None if it is wanted as it is. Pure."""
     server = desired.servers.get(replica.server_id)
@@ -129,6 +144,7 @@ class Reconciler:
             for r in map(as_replica, await self._docker.list_managed())
             if r and self._owns(r.info.labels)
         ]
+        await self._record_vanished(actual)
         kept = await self._remove_unwanted(desired, actual)
         await self._ensure_networks(desired)
         await self._start_missing(desired, kept)
@@ -168,6 +184,19 @@ class Reconciler:
         )
         self.removing.add(replica.info.id)
         await self._docker.remove_container(replica.info.id)
+
+    async def _record_vanished(self, actual: list[Replica]) -> None:
+        """Replicas the log has but Docker does not: removed while nobody was watching."""
+        present = {r.info.id for r in actual}
+        for server_id, replicas in self._runner.state(containers.PROJECTION).instances.items():
+            for instance in replicas.values():
+                cid = instance.container_id
+                if cid and instance.state != "failed" and cid not in present:
+                    await self._append(
+                        server_stream(server_id),
+                        removed_outside(server_id, instance.replica, cid),
+                        idempotency_key=removed_key(cid),
+                    )
 
     # -- networks ----------------------------------------------------------------------------
 
@@ -274,10 +303,17 @@ class Reconciler:
                 self.removing.add(container_id)
                 await self._docker.remove_container(container_id)
             return False
+        address = None
+        if host_port is None:  # an internal network publishes nothing: the host uses the IP
+            address = (await self._docker.inspect_container(container_id)).ip_address
         await self._record(
             spec.id,
             events.ContainerStarted(
-                server_id=spec.id, replica=replica, container_id=container_id, host_port=host_port
+                server_id=spec.id,
+                replica=replica,
+                container_id=container_id,
+                host_port=host_port,
+                address=address,
             ),
         )
         return True
@@ -308,8 +344,14 @@ class Reconciler:
     async def _record_group(self, group_id: str, event: events.Event) -> None:
         await self._append(f"network-{group_id}", event)
 
-    async def _append(self, stream: str, event: events.Event) -> None:
+    async def _append(
+        self, stream: str, event: events.Event, idempotency_key: str | None = None
+    ) -> None:
         metadata: Mapping[str, Any] = {"actor": "reconciler"}
         await self._store.append(
-            stream, [self._catalogue.to_new_event(event)], None, metadata=metadata
+            stream,
+            [self._catalogue.to_new_event(event)],
+            None,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
         )

@@ -57,6 +57,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "backend_token": ("DTMA_BACKEND_TOKEN", "DTMA_BEARER_TOKEN"),
     "snapshot_every": ("DTMA_SNAPSHOT_EVERY",),
     "log_level": ("DTMA_LOG_LEVEL",),
+    "owner_labels": ("DTMA_OWNER_LABELS",),
+    "reconcile_interval_s": ("DTMA_RECONCILE_INTERVAL",),
 }
 
 
@@ -104,6 +106,12 @@ def _build(raw: dict[str, str]) -> Settings:
             values[name] = _positive_int(name, raw[name])
     if "database_url" in raw:
         values["database_url"] = normalize_database_url(raw["database_url"])
+    if "owner_labels" in raw:
+        values["owner_labels"] = parse_labels(raw["owner_labels"])
+    if "reconcile_interval_s" in raw:
+        values["reconcile_interval_s"] = _positive_float(
+            "reconcile_interval_s", raw["reconcile_interval_s"]
+        )
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -112,6 +120,27 @@ def _positive_int(name: str, text: str) -> int:
         value = int(text)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`key=value,key=value`, as DTMA_OWNER_LABELS spells them."""
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"owner labels must be key=value pairs, got {item!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _positive_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {text!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value

@@ -28,10 +28,19 @@ def server_status(
         "health": health(server.replicas, healthy, instances),
         "circuitState": "closed",
         "endpoints": [
-            f"http://{LOOPBACK}:{i.host_port}{server.spec.path}" for i in running if i.host_port
+            e for e in (endpoint(i, server.spec.port, server.spec.path) for i in running) if e
         ],
         "instances": [instance_json(i) for i in instances],
     }
+
+
+def endpoint(instance: containers.Instance, port: int, path: str) -> str | None:
+    """Where the host reaches a replica: its loopback port, or on an internal network its IP."""
+    if instance.host_port:
+        return f"http://{LOOPBACK}:{instance.host_port}{path}"
+    if instance.address:
+        return f"http://{instance.address}:{port}{path}"
+    return None
 
 
 def lifecycle(desired: int, instances: list[containers.Instance]) -> str:

@@ -2,26 +2,80 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from projections import containers, groups
 from service import commands, errors, handlers, status
-from service.api.wire import command_meta, read_command, wait_min_position
+from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.keys import context_key, runner_key
 
 ACCEPTED = 202
+DEFAULT_WAIT_MS = 60_000
+MAX_WAIT_MS = 600_000
 
 
 async def deploy(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.DeployGroup)
+    wait_ms = wait_requested(request)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
-    return web.json_response(answer, status=ACCEPTED)
+    if wait_ms is None:
+        return web.json_response(answer, status=ACCEPTED)
+    ids = [s.id for s in command.mcp_servers]
+    statuses = await until_settled(request, ids, answer["position"], wait_ms)
+    return web.json_response({**answer, "mcpServers": statuses})
 
 
 async def scale(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.ScaleServer)
+    wait_ms = wait_requested(request)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
-    return web.json_response(answer, status=ACCEPTED)
+    if wait_ms is None:
+        return web.json_response(answer, status=ACCEPTED)
+    [server] = await until_settled(request, [command.mcp_server_id], answer["position"], wait_ms)
+    return web.json_response({**answer, "mcpServer": server})
+
+
+def wait_requested(request: web.Request) -> int | None:
+    """`?wait=true[&timeout=ms]`: the milliseconds to wait, or None for an answer at once."""
+    wait = request.query.get("wait", "false")
+    if wait not in ("true", "false"):
+        raise errors.ValidationFailedError(
+            "wait must be true or false", details=[{"field": "wait", "message": "true or false"}]
+        )
+    timeout = query_int(request, "timeout", DEFAULT_WAIT_MS, low=1, high=MAX_WAIT_MS)
+    return timeout if wait == "true" else None
+
+
+async def until_settled(
+    request: web.Request, server_ids: list[str], position: int, wait_ms: int
+) -> list[dict[str, Any]]:
+    """Statuses once every replica runs; 422 if one failed; 504 with the statuses on timeout."""
+    runner = request.app[runner_key]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    await runner.wait_for(position, within=wait_ms / 1000)
+    while True:
+        desired, observed = runner.state(groups.PROJECTION), runner.state(containers.PROJECTION)
+        statuses = [
+            status.server_status(desired, observed, s) for s in server_ids if s in desired.servers
+        ]
+        if all(s["status"] in ("running", "stopped") for s in statuses):
+            return statuses
+        if any(s["status"] == "failed" for s in statuses):
+            raise errors.ValidationFailedError(
+                "the deployment failed; see each server's instances",
+                code="deploy_failed",
+                details=statuses,
+            )
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise errors.TimedOutError(
+                f"not every replica was running within {wait_ms} ms", details=statuses
+            )
+        await runner.wait_for(runner.position + 1, within=remaining)
 
 
 async def remove(request: web.Request) -> web.Response:

@@ -278,3 +278,46 @@ async def test_an_unlabelled_container_is_never_touched(
         assert info.running
     finally:
         await docker.remove_container(container_id)
+
+
+async def test_deploy_with_wait_answers_once_running_on_an_internal_network(
+    service: Any, mcp_image: str
+) -> None:
+    body = {
+        "groupId": "int",
+        "networkConfig": {"internal": True},
+        "mcpServers": [{"id": "int-one", "image": mcp_image, "replicas": 2}],
+    }
+    response = await service.post(
+        "/mcp-servers/deploy?wait=true&timeout=60000", json=body, headers=AUTH
+    )
+    assert response.status == 200, await response.text()
+    [status] = (await response.json())["mcpServers"]
+    assert status["runningReplicas"] == 2 and status["status"] == "running"
+    # An internal network publishes no port: the host reaches each replica at its address.
+    assert len(status["endpoints"]) == 2
+    for endpoint in status["endpoints"]:
+        assert not endpoint.startswith("http://127.0.0.1")
+        answer = await wait_until(
+            lambda e=endpoint: mcp_initialize(e), 30, retrying_on=(aiohttp.ClientError,)
+        )
+        assert answer["result"]["protocolVersion"]
+
+
+async def test_deploy_with_wait_reports_a_failure_at_once_and_a_timeout_with_the_status(
+    service: Any, mcp_image: str
+) -> None:
+    missing = {"groupId": "w1", "mcpServers": [{"id": "w1-x", "image": "dtma-test/absent:1"}]}
+    failed = await service.post("/mcp-servers/deploy?wait=true", json=missing, headers=AUTH)
+    assert failed.status == 422
+    error = (await failed.json())["error"]
+    assert error["code"] == "deploy_failed" and error["details"][0]["status"] == "failed"
+
+    slow = {"groupId": "w2", "mcpServers": [{"id": "w2-x", "image": mcp_image}]}
+    timed_out = await service.post(
+        "/mcp-servers/deploy?wait=true&timeout=1", json=slow, headers=AUTH
+    )
+    assert timed_out.status == 504
+    assert (await timed_out.json())["error"]["details"][0]["id"] == "w2-x"
+    bad = await service.post("/mcp-servers/deploy?wait=maybe", json=slow, headers=AUTH)
+    assert bad.status == 422
