@@ -38,6 +38,8 @@ class ContainersState(BaseModel):
     # server id -> replica number -> instance
     instances: dict[str, dict[int, Instance]] = {}
     networks: dict[str, str] = {}  # group id -> network name
+    # server id -> replica number -> how often it was started, across replacements
+    starts: dict[str, dict[int, int]] = {}
 
     def of(self, server_id: str) -> list[Instance]:
         return [i for _, i in sorted(self.instances.get(server_id, {}).items())]
@@ -63,14 +65,15 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
             )
             return _put(state, event.server_id, created)
         case events.ContainerStarted():
+            counted = _count_start(state, event.server_id, event.replica)
             return _change(
-                state,
+                counted,
                 event.server_id,
                 event.replica,
                 event.container_id,
                 {
                     "state": "running",
-                    "restart_count": _restarts(state, event.server_id, event.replica),
+                    "restart_count": _restarts(counted, event.server_id, event.replica),
                     "host_port": event.host_port,
                     "address": event.address,
                     "started_at": at.recorded_at,
@@ -107,7 +110,8 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
             )
         case events.ServerRemoved():
             instances = {k: v for k, v in state.instances.items() if k != event.server_id}
-            return state.model_copy(update={"instances": instances})
+            starts = {k: v for k, v in state.starts.items() if k != event.server_id}
+            return state.model_copy(update={"instances": instances, "starts": starts})
     return state
 
 
@@ -116,11 +120,14 @@ def _instance(state: ContainersState, server_id: str, replica: int) -> Instance 
 
 
 def _restarts(state: ContainersState, server_id: str, replica: int) -> int:
-    """Restarts so far, counting the start about to be recorded if the replica ran before."""
-    current = _instance(state, server_id, replica)
-    if current is None:
-        return 0
-    return current.restart_count + (1 if current.started_at else 0)
+    """Starts of this replica beyond the first, whichever container it ran in."""
+    return max(state.starts.get(server_id, {}).get(replica, 0) - 1, 0)
+
+
+def _count_start(state: ContainersState, server_id: str, replica: int) -> ContainersState:
+    counts = dict(state.starts.get(server_id, {}))
+    counts[replica] = counts.get(replica, 0) + 1
+    return state.model_copy(update={"starts": {**state.starts, server_id: counts}})
 
 
 def _put(state: ContainersState, server_id: str, instance: Instance) -> ContainersState:

@@ -38,7 +38,7 @@ async def until_running(
 async def send(service: Any, method: str, path: str, body: Any = None) -> int:
     """A command that must be accepted; returns the position it appended."""
     response = await service.request(method, path, json=body, headers=AUTH)
-    assert response.status == 202, await response.text()
+    assert response.status in (200, 202), await response.text()
     position: int = (await response.json())["position"]
     return position
 
@@ -321,3 +321,55 @@ async def test_deploy_with_wait_reports_a_failure_at_once_and_a_timeout_with_the
     assert (await timed_out.json())["error"]["details"][0]["id"] == "w2-x"
     bad = await service.post("/mcp-servers/deploy?wait=maybe", json=slow, headers=AUTH)
     assert bad.status == 422
+
+
+async def test_a_replica_killed_from_outside_is_seen_and_replaced(
+    service: Any, docker: DockerAdapter, mcp_image: str, owner_labels: dict[str, str]
+) -> None:
+    body = {"groupId": "kill", "mcpServers": [{"id": "kill-a", "image": mcp_image}]}
+    deployed = await send(service, "POST", "/mcp-servers/deploy?wait=true", body)
+    [victim] = await containers_of(docker, owner_labels, "kill-a")
+
+    await docker.kill_container(victim.id)
+
+    async def replaced() -> dict[str, Any] | None:
+        status = await status_of(service, "kill-a", deployed)
+        [instance] = status["instances"] or [None]
+        fresh = instance and instance["containerId"] != victim.id
+        return status if fresh and status["status"] == "running" else None
+
+    status = await wait_until(replaced, 60)
+    assert status["instances"][0]["restartCount"] == 1
+    log = (await (await service.get("/events?limit=1000", headers=AUTH)).json())["events"]
+    died = [e["data"] for e in log if e["type"] == "ContainerDied"]
+    assert died and died[0]["container_id"] == victim.id and died[0]["exit_code"] == 137
+
+
+@pytest.mark.postgres
+async def test_the_deploy_path_runs_on_postgresql(
+    aiohttp_client: Any,
+    service_settings: Any,
+    postgres_url: str,
+    docker: DockerAdapter,
+    mcp_image: str,
+    owner_labels: dict[str, str],
+) -> None:
+    from service.app import create_app
+    from tests.acceptance.conftest import sweep
+
+    client = await aiohttp_client(create_app(service_settings(database_url=postgres_url)))
+    try:
+        body = {"groupId": "pg", "mcpServers": [{"id": "pg-a", "image": mcp_image, "replicas": 2}]}
+        response = await client.post("/mcp-servers/deploy?wait=true", json=body, headers=AUTH)
+        assert response.status == 200, await response.text()
+        assert len(await containers_of(docker, owner_labels, "pg-a")) == 2
+        removed = await send(client, "DELETE", "/container-groups/pg")
+
+        async def gone() -> bool:
+            status = await client.get(f"/mcp-servers/pg-a?minPosition={removed}", headers=AUTH)
+            return status.status == 404 and not await containers_of(docker, owner_labels, "pg-a")
+
+        await wait_until(gone, 30)
+    finally:
+        await client.close()
+        await sweep(docker, owner_labels)
