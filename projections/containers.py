@@ -40,6 +40,8 @@ class ContainersState(BaseModel):
     networks: dict[str, str] = {}  # group id -> network name
     # server id -> replica number -> how often it was started, across replacements
     starts: dict[str, dict[int, int]] = {}
+    # server id -> the generation whose init containers have all completed
+    initialised: dict[str, int] = {}
 
     def of(self, server_id: str) -> list[Instance]:
         return [i for _, i in sorted(self.instances.get(server_id, {}).items())]
@@ -107,6 +109,10 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
             }
             return state.model_copy(
                 update={"instances": {**state.instances, event.server_id: replicas}}
+            )
+        case events.InitContainerCompleted():
+            return state.model_copy(
+                update={"initialised": {**state.initialised, event.server_id: event.generation}}
             )
         case events.ServerRemoved():
             instances = {k: v for k, v in state.instances.items() if k != event.server_id}

@@ -123,6 +123,16 @@ class ContainerFailedToStart(Event):
     container_id: str | None = None
 
 
+class InitContainerCompleted(Event):
+    """An init container ran to completion (exit 0) before the server's replicas start."""
+
+    group_id: str
+    server_id: str
+    index: int
+    image: str
+    generation: int
+
+
 class ContainerDied(Event):
     server_id: str
     replica: int
@@ -154,6 +164,7 @@ for _model in (
     ContainerCreated,
     ContainerStarted,
     ContainerFailedToStart,
+    InitContainerCompleted,
     ContainerDied,
     ContainerRemoved,
 ):

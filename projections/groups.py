@@ -22,6 +22,7 @@ class ServerState(BaseModel):
     replicas: int
     # Position of the last event that asks for new containers (a new spec, a restart).
     generation: int
+    declared_at: str | None = None  # when its spec was last declared
 
 
 class GroupState(BaseModel):
@@ -100,6 +101,7 @@ def _declare(state: GroupsState, event: events.ServerDeclared, at: events.Envelo
         spec=event.spec,
         replicas=event.spec.replicas,
         generation=at.position,
+        declared_at=at.recorded_at,
     )
     groups = dict(state.groups)
     group = groups.get(event.group_id)

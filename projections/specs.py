@@ -53,6 +53,13 @@ class InitContainer(Value):
     command: tuple[str, ...] | None = None
 
 
+class LegacyTool(Value):
+    """A tool deployed through the legacy `/tools` routes, as the backend names it."""
+
+    instance_name: str  # the backend's instanceNameOnToolbox, as given (spaces and all)
+    account_tool_instance_id: str
+
+
 class ServerSpec(Value):
     """One MCP server as declared: image, how to reach it, how many, what it needs."""
 
@@ -70,3 +77,16 @@ class ServerSpec(Value):
     credential_requirements: tuple[CredentialRequirement, ...] = ()
     init_containers: tuple[InitContainer, ...] = ()
     cap_add: tuple[str, ...] = ()
+    # (container port, host port) published at that fixed host port: legacy tools only.
+    host_ports: tuple[tuple[int, int], ...] = ()
+    legacy: LegacyTool | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels its containers carry beyond DTMA's own: a legacy tool's original name."""
+        if self.legacy is None:
+            return {}
+        return {
+            "dtma.tool.name": self.legacy.instance_name,
+            "dtma.tool.account-tool-instance-id": self.legacy.account_tool_instance_id,
+        }

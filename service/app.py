@@ -19,6 +19,7 @@ from service.api import groups as groups_api
 from service.api import health as health_api
 from service.api import servers as servers_api
 from service.api import system as system_api
+from service.api import tools as tools_api
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
 from service.keys import (
@@ -103,10 +104,11 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     token = settings.require_auth_token()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(token)], client_max_size=MAX_BODY_BYTES
+        middlewares=[error_middleware, tools_api.legacy_envelope, auth_middleware(token)],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[settings_key] = settings
     app.cleanup_ctx.extend([store_context, runner_context, docker_context, supervisor_context])
-    for module in (system_api, events_api, health_api, servers_api, groups_api):
+    for module in (system_api, events_api, health_api, servers_api, groups_api, tools_api):
         module.add_routes(app)
     return app

@@ -24,7 +24,9 @@ class ContainerSpec:
     """A container to create. `dtma.managed=true` is always added to `labels`.
 
     `command` replaces the image's CMD (its ENTRYPOINT stays). `container_port`/tcp is published
-    on the host's loopback at a port Docker picks; `aliases` name the container on `network`.
+    on the host's loopback at a port Docker picks, unless `host_ports` (pairs of container port
+    and host port) fixes one; those are published on the loopback too, never on every interface.
+    `aliases` name the container on `network`.
     Memory is a hard limit in MiB with no swap beyond it; `cpus` may be fractional.
     """
 
@@ -40,6 +42,7 @@ class ContainerSpec:
     cpus: float | None = None
     pids: int = DEFAULT_PIDS_LIMIT
     cap_add: Sequence[str] = ()
+    host_ports: Sequence[tuple[int, int]] = ()
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.command is not None:
         config["Cmd"] = list(spec.command)
-    if spec.container_port is not None:
-        config["ExposedPorts"] = {_port_key(spec.container_port): {}}
+    if bindings := _port_bindings(spec):
+        config["ExposedPorts"] = {port: {} for port in bindings}
     if spec.network is not None:
         endpoint = {"Aliases": list(spec.aliases)}
         config["NetworkingConfig"] = {"EndpointsConfig": {spec.network: endpoint}}
@@ -116,12 +119,24 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         host_config["Memory"] = host_config["MemorySwap"] = spec.memory_mb * MIB
     if spec.cpus is not None:
         host_config["NanoCpus"] = round(spec.cpus * NANO)
-    if spec.container_port is not None:
-        binding = {"HostIp": LOOPBACK, "HostPort": ""}  # "": a free port, Docker's choice
-        host_config["PortBindings"] = {_port_key(spec.container_port): [binding]}
+    if bindings := _port_bindings(spec):
+        host_config["PortBindings"] = bindings
     if spec.network is not None:
         host_config["NetworkMode"] = spec.network
     return host_config
+
+
+def _port_bindings(spec: ContainerSpec) -> dict[str, list[dict[str, str]]]:
+    """Loopback bindings: each of `host_ports`, and `container_port` at a free port ("": Docker's
+    choice) unless it has a fixed one."""
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for container_port, host_port in spec.host_ports:
+        binding = {"HostIp": LOOPBACK, "HostPort": str(host_port)}
+        bindings.setdefault(_port_key(container_port), []).append(binding)
+    if spec.container_port is not None:
+        free = {"HostIp": LOOPBACK, "HostPort": ""}
+        bindings.setdefault(_port_key(spec.container_port), [free])
+    return bindings
 
 
 def _port_key(port: int) -> str:

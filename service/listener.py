@@ -52,6 +52,8 @@ class DockerListener:
                     delay = 0.1
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("Docker events interrupted (%s); resuming in %.1fs", exc, delay)
+            except Exception:  # noqa: BLE001 - the listener must outlive its own bugs
+                logger.exception("Docker events failed unexpectedly; resuming in %.1fs", delay)
             # The stream ended or broke: whatever happened meanwhile is replayed from `since`.
             self._reconciler.poke()
             await asyncio.sleep(delay)

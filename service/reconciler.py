@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.store import EventStore
-from projections import containers, dependencies, events, groups
+from projections import containers, dependencies, events, groups, specs
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
@@ -25,6 +26,7 @@ from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+SETTLED_S = 60.0
 
 
 def container_name(group_id: str, server_id: str, replica: int) -> str:
@@ -121,6 +123,8 @@ class Reconciler:
                 await self.reconcile_once()
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("reconcile failed, retrying: %s", exc.args[0] if exc.args else exc)
+            except Exception:  # noqa: BLE001 - the supervisor must outlive its own bugs
+                logger.exception("reconcile failed unexpectedly; retrying")
             await self._wait()
 
     async def _wait(self) -> None:
@@ -160,6 +164,7 @@ class Reconciler:
     ) -> list[Replica]:
         kept = []
         for replica in sorted(actual, key=lambda r: -r.replica):  # highest replica first
+            self._forgive_if_settled(replica)
             reason = removal_reason(replica, desired)
             if reason is None and not replica.info.running:
                 reason = "exited" if self._may_retry(replica) else None
@@ -232,6 +237,8 @@ class Reconciler:
                 if not all(d in running for d in graph[server_id]):
                     continue  # started once its dependencies run
                 server = desired.servers[server_id]
+                if not await self._initialised(group, server):
+                    continue
                 for replica in range(1, server.replicas + 1):
                     missing = (server_id, replica) not in present
                     if missing and self._due(server_id, replica):
@@ -259,7 +266,7 @@ class Reconciler:
         container = ContainerSpec(
             name=name,
             image=spec.image,
-            labels=labels,
+            labels={**spec.labels, **labels},  # a legacy tool's name; DTMA's own labels win
             env=dict(spec.env),
             command=list(spec.command) if spec.command is not None else None,
             network=network_name(group.id),
@@ -269,6 +276,7 @@ class Reconciler:
             cpus=limits.cpus,
             pids=limits.pids or 512,
             cap_add=list(spec.cap_add),
+            host_ports=spec.host_ports,
         )
         container_id: str | None = None
         try:
@@ -318,6 +326,70 @@ class Reconciler:
         )
         return True
 
+    async def _initialised(self, group: groups.GroupState, server: groups.ServerState) -> bool:
+        """Run the server's init containers, in order, once per generation; False on a failure.
+
+        They run on the group's network with the server's environment and limits. A failure is
+        recorded with the exit code and the tail of the log, and retried with backoff.
+        """
+        spec = server.spec
+        done = self._runner.state(containers.PROJECTION).initialised.get(spec.id)
+        if not spec.init_containers or done == server.generation:
+            return True
+        if not self._due(spec.id, 0):
+            return False
+        limits = self._limits_for(spec.id)
+        for index, init in enumerate(spec.init_containers, start=1):
+            container = ContainerSpec(
+                name=f"dtma-{group.id}-{spec.id}-init-{index}",
+                image=init.image,
+                labels={
+                    **self._owner_labels,
+                    "dtma.group": group.id,
+                    "dtma.server": spec.id,
+                    "dtma.init": str(index),
+                },
+                env=dict(spec.env),
+                command=list(init.command) if init.command is not None else None,
+                network=network_name(group.id),
+                memory_mb=limits.memory_mb,
+                cpus=limits.cpus,
+                pids=limits.pids or 512,
+            )
+            try:
+                code, output = await self._docker.run_container_to_completion(container)
+            except errors.UnavailableError:
+                raise
+            except errors.ServiceError as exc:
+                code, output = -1, exc.message
+            if code != 0:
+                self._back_off(spec.id, 0)
+                tail = "\n".join(output.strip().splitlines()[-10:])
+                await self._record(
+                    spec.id,
+                    events.ContainerFailedToStart(
+                        group_id=group.id,
+                        server_id=spec.id,
+                        replica=1,
+                        reason=f"init container {index} ({init.image}) exited with {code}: {tail}",
+                    ),
+                )
+                return False
+        await self._record(
+            spec.id,
+            events.InitContainerCompleted(
+                group_id=group.id,
+                server_id=spec.id,
+                index=len(spec.init_containers),
+                image=spec.init_containers[-1].image,
+                generation=server.generation,
+            ),
+        )
+        return True
+
+    def _limits_for(self, server_id: str) -> specs.Limits:
+        return self._runner.state(groups.PROJECTION).limits_of(server_id)
+
     # -- retries -----------------------------------------------------------------------------
 
     def _due(self, server_id: str, replica: int) -> bool:
@@ -330,6 +402,13 @@ class Reconciler:
             return False
         self._back_off(replica.server_id, replica.replica)
         return True
+
+    def _forgive_if_settled(self, replica: Replica) -> None:
+        """A replica that has run for a minute starts its backoff from 1 s again."""
+        started = replica.info.started_at
+        settled = started is not None and (datetime.now(UTC) - started).total_seconds() >= SETTLED_S
+        if replica.info.running and settled:
+            self._retry_at.pop((replica.server_id, replica.replica), None)
 
     def _back_off(self, server_id: str, replica: int) -> None:
         _, delay = self._retry_at.get((server_id, replica), (0.0, 0.5))

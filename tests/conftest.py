@@ -15,6 +15,14 @@ from service.settings import Settings
 from tests.support.databases import fresh_postgres_database, open_migrated_store
 
 TOKEN = "test-token-" + secrets.token_hex(8)
+
+
+def isolating_labels() -> dict[str, str]:
+    from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL
+
+    return {TEST_RUN_LABEL: TEST_RUN_ID, "dtma.test-app": secrets.token_hex(4)}
+
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -54,6 +62,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {
             "auth_token": TOKEN,
+            # Every app a test starts sees only its own containers: its reconciler must never
+            # take another test's (or a developer's) managed containers for orphans.
+            "owner_labels": isolating_labels(),
             "database_url": f"sqlite:///{tmp_path / 'dtma.db'}",
             "key_file": str(tmp_path / "dtma.key"),
         }

@@ -373,3 +373,44 @@ async def test_the_deploy_path_runs_on_postgresql(
     finally:
         await client.close()
         await sweep(docker, owner_labels)
+
+
+async def test_init_containers_run_first_and_a_failing_one_fails_the_deploy_with_its_log(
+    service: Any, docker: DockerAdapter, mcp_image: str
+) -> None:
+    from tests.support.images import ensure_busybox_image
+
+    busybox = await ensure_busybox_image(docker)
+    ok = {
+        "groupId": "ini",
+        "mcpServers": [
+            {
+                "id": "ini-ok",
+                "image": mcp_image,
+                "initContainers": [{"image": busybox, "command": ["sh", "-c", "echo migrated"]}],
+            }
+        ],
+    }
+    response = await service.post("/mcp-servers/deploy?wait=true", json=ok, headers=AUTH)
+    assert response.status == 200, await response.text()
+    log = (await (await service.get("/events?limit=1000", headers=AUTH)).json())["events"]
+    kinds = [e["type"] for e in log if e["streamId"] == "server-ini-ok"]
+    assert kinds.index("InitContainerCompleted") < kinds.index("ContainerCreated")
+
+    broken = {
+        "groupId": "ini",
+        "mcpServers": [
+            {
+                "id": "ini-bad",
+                "image": mcp_image,
+                "initContainers": [
+                    {"image": busybox, "command": ["sh", "-c", "echo no-schema >&2; exit 4"]}
+                ],
+            }
+        ],
+    }
+    failed = await service.post("/mcp-servers/deploy?wait=true", json=broken, headers=AUTH)
+    assert failed.status == 422, await failed.text()
+    [status] = (await failed.json())["error"]["details"]
+    reason = status["instances"][0]["reason"]
+    assert "exited with 4" in reason and "no-schema" in reason

@@ -26,7 +26,7 @@ from projections import health
 from service.app import create_app
 from service.keys import runner_key
 from service.settings import CONF_FILE, Settings
-from tests.conftest import AUTH, TOKEN
+from tests.conftest import AUTH, TOKEN, isolating_labels
 
 DTMA = Path(sys.executable).with_name("dtma")
 COMMAND_TIMEOUT_S = 60.0
@@ -66,6 +66,7 @@ def database_file(tmp_path: Path) -> Path:
 def cli_env(tmp_path: Path, database_file: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
     env["DTMA_DATABASE_URL"] = f"sqlite:///{database_file}"
+    env["DTMA_OWNER_LABELS"] = ",".join(f"{k}={v}" for k, v in isolating_labels().items())
     env["DTMA_KEY_FILE"] = str(tmp_path / "dtma.key")
     return env
 

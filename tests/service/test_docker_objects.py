@@ -1,0 +1,21 @@
+"""What the adapter asks Docker for: the create body of a spec. Pure."""
+
+from __future__ import annotations
+
+from service.docker_objects import ContainerSpec, container_config
+
+
+def test_fixed_host_ports_and_the_free_one_are_all_on_the_loopback() -> None:
+    spec = ContainerSpec(name="n", image="i", container_port=8000, host_ports=((9000, 19000),))
+    config = container_config(spec)
+    assert config["HostConfig"]["PortBindings"] == {
+        "9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "19000"}],
+        "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+    }
+    assert set(config["ExposedPorts"]) == {"8000/tcp", "9000/tcp"}
+
+
+def test_a_fixed_host_port_replaces_the_free_one_of_the_same_port() -> None:
+    spec = ContainerSpec(name="n", image="i", container_port=8000, host_ports=((8000, 18000),))
+    bindings = container_config(spec)["HostConfig"]["PortBindings"]
+    assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18000"}]}
