@@ -214,9 +214,15 @@ class DockerAdapter:
             await self._docker().containers.container(container_id).kill(signal=signal)
 
     async def remove_container(self, container_id: str) -> None:
-        """Force-remove a container, running or not; one that is gone already is fine."""
-        with suppress(DockerNotFoundError):
+        """Force-remove a container, running or not; one that is gone already, or already
+        being removed, is fine."""
+        try:
             await self._remove(container_id)
+        except DockerNotFoundError:
+            return
+        except DockerConflictError as exc:
+            if "already in progress" not in exc.message:
+                raise
 
     async def inspect_container(self, container_id: str) -> ContainerInfo:
         """The container's state; an absent one is a `DockerNotFoundError`."""

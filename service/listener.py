@@ -39,6 +39,7 @@ class DockerListener:
         self._docker = docker
         self._catalogue = catalogue
         self._reconciler = reconciler
+        self._oom_killed: set[str] = set()  # containers Docker reported an `oom` for
 
     async def run(self) -> None:
         since = await self._store.get_checkpoint(CHECKPOINT) or time.time_ns()
@@ -60,6 +61,8 @@ class DockerListener:
             delay = min(delay * 2, 5.0)
 
     async def _handle(self, docker_event: DockerEvent) -> None:
+        if docker_event.action == "oom":  # Docker sends it just before the `die`
+            self._oom_killed.add(docker_event.container_id)
         if docker_event.action in ("die", "destroy"):
             fact = await self._fact(docker_event)
             if fact is not None:
@@ -76,6 +79,7 @@ class DockerListener:
                 )
             if docker_event.action == "destroy":
                 self._reconciler.removing.discard(docker_event.container_id)
+                self._oom_killed.discard(docker_event.container_id)
         if docker_event.action in ("die", "destroy", "oom"):
             self._reconciler.poke()
 
@@ -104,11 +108,5 @@ class DockerListener:
             replica=replica,
             container_id=docker_event.container_id,
             exit_code=docker_event.exit_code,
-            oom_killed=await self._oom_killed(docker_event),
+            oom_killed=docker_event.container_id in self._oom_killed,
         )
-
-    async def _oom_killed(self, docker_event: DockerEvent) -> bool:
-        try:
-            return (await self._docker.inspect_container(docker_event.container_id)).oom_killed
-        except errors.NotFoundError:
-            return False

@@ -26,6 +26,7 @@ from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+MAX_PARALLEL_STARTS = 8
 SETTLED_S = 60.0
 
 
@@ -130,9 +131,10 @@ class Reconciler:
     async def _wait(self) -> None:
         """Until something changed: a new event in the log, a poke, or the interval."""
         position = self._runner.position
+        within = min(self._interval, self._next_retry_in())
         waits = {
             asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self._runner.wait_for(position + 1, within=self._interval)),
+            asyncio.ensure_future(self._runner.wait_for(position + 1, within=within)),
         }
         _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -229,22 +231,46 @@ class Reconciler:
     # -- starting ----------------------------------------------------------------------------
 
     async def _start_missing(self, desired: groups.GroupsState, kept: list[Replica]) -> None:
+        """Start missing replicas in waves: every server whose dependencies run starts at once
+        (at most `MAX_PARALLEL_STARTS` containers at a time), then the servers that waited."""
         present = {(r.server_id, r.replica) for r in kept}
         running = {r.server_id for r in kept if r.info.running}
+        limit = asyncio.Semaphore(MAX_PARALLEL_STARTS)
         for group in desired.groups.values():
             graph = {s: desired.servers[s].spec.depends_on for s in group.servers}
-            for server_id in dependencies.start_order(graph):
-                if not all(d in running for d in graph[server_id]):
-                    continue  # started once its dependencies run
-                server = desired.servers[server_id]
-                if not await self._initialised(group, server):
-                    continue
-                for replica in range(1, server.replicas + 1):
-                    missing = (server_id, replica) not in present
-                    if missing and self._due(server_id, replica):
-                        started = await self._start(desired, group, server, replica)
-                        if started:
-                            running.add(server_id)
+            waiting = dependencies.start_order(graph)
+            while wave := [s for s in waiting if all(d in running for d in graph[s])]:
+                waiting = [s for s in waiting if s not in wave]
+                started = await asyncio.gather(
+                    *(self._start_server(desired, group, s, present, limit) for s in wave)
+                )
+                running.update(s for s, ok in zip(wave, started, strict=True) if ok)
+
+    async def _start_server(
+        self,
+        desired: groups.GroupsState,
+        group: groups.GroupState,
+        server_id: str,
+        present: set[tuple[str, int]],
+        limit: asyncio.Semaphore,
+    ) -> bool:
+        """Start the server's missing replicas; True if at least one of its replicas runs."""
+        server = desired.servers[server_id]
+        if not await self._initialised(group, server):
+            return False
+        replicas = [
+            r
+            for r in range(1, server.replicas + 1)
+            if (server_id, r) not in present and self._due(server_id, r)
+        ]
+
+        async def start(replica: int) -> bool:
+            async with limit:
+                return await self._start(desired, group, server, replica)
+
+        started = await asyncio.gather(*(start(r) for r in replicas))
+        already = any((server_id, r) in present for r in range(1, server.replicas + 1))
+        return any(started) or already
 
     async def _start(
         self,
@@ -402,6 +428,12 @@ class Reconciler:
             return False
         self._back_off(replica.server_id, replica.replica)
         return True
+
+    def _next_retry_in(self) -> float:
+        """Seconds until the earliest backed-off replica may be tried again (or the interval)."""
+        now = asyncio.get_running_loop().time()
+        pending = [when - now for when, _ in self._retry_at.values() if when > now]
+        return max(min(pending, default=self._interval), 0.05)
 
     def _forgive_if_settled(self, replica: Replica) -> None:
         """A replica that has run for a minute starts its backoff from 1 s again."""

@@ -62,7 +62,8 @@ async def until_settled(
         statuses = [
             status.server_status(desired, observed, s) for s in server_ids if s in desired.servers
         ]
-        if all(s["status"] in ("running", "stopped") for s in statuses):
+        caught_up = runner.position >= position and len(statuses) == len(server_ids)
+        if caught_up and all(s["status"] in ("running", "stopped") for s in statuses):
             return statuses
         if any(s["status"] == "failed" for s in statuses):
             raise errors.ValidationFailedError(
@@ -73,7 +74,8 @@ async def until_settled(
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise errors.TimedOutError(
-                f"not every replica was running within {wait_ms} ms", details=statuses
+                f"not every replica was running within {wait_ms} ms",
+                details=statuses or [{"id": s, "status": "pending"} for s in server_ids],
             )
         await runner.wait_for(runner.position + 1, within=remaining)
 

@@ -414,3 +414,26 @@ async def test_init_containers_run_first_and_a_failing_one_fails_the_deploy_with
     [status] = (await failed.json())["error"]["details"]
     reason = status["instances"][0]["reason"]
     assert "exited with 4" in reason and "no-schema" in reason
+
+
+async def test_an_oom_killed_replica_is_recorded_as_such(service: Any, mcp_image: str) -> None:
+    body = {
+        "groupId": "oom",
+        "mcpServers": [
+            {
+                "id": "oom-a",
+                "image": mcp_image,
+                "env": {"MCP_ALLOCATE_MB": "200"},
+                "resourceLimits": {"memoryMb": 64},
+            }
+        ],
+    }
+    await send(service, "POST", "/mcp-servers/deploy", body)
+
+    async def oom_death() -> dict[str, Any] | None:
+        log = (await (await service.get("/events?limit=1000", headers=AUTH)).json())["events"]
+        died = [e["data"] for e in log if e["type"] == "ContainerDied"]
+        return died[0] if died else None
+
+    died = await wait_until(oom_death, 60)
+    assert died["oom_killed"] is True and died["exit_code"] == 137
