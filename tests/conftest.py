@@ -11,8 +11,13 @@ from aiohttp.test_utils import TestClient
 
 from eventstore.store import EventStore
 from service.app import create_app
+from service.docker import DockerAdapter
 from service.settings import Settings
 from tests.support.databases import fresh_postgres_database, open_migrated_store
+from tests.support.docker import open_docker_or_skip, sweep_test_containers
+from tests.support.docker_cli import sweep_test_networks
+from tests.support.images import ensure_busybox_image
+from tests.support.mcp_image import ensure_mcp_image
 
 TOKEN = "test-token-" + secrets.token_hex(8)
 
@@ -50,6 +55,29 @@ async def store(database_url: str) -> AsyncIterator[EventStore]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[DockerAdapter]:
+    """The real engine (skipped without one, failed under CI); whatever this session's tests
+    labelled is swept afterwards."""
+    adapter = await open_docker_or_skip()
+    try:
+        yield adapter
+    finally:
+        await sweep_test_containers(adapter)
+        await sweep_test_networks(adapter)
+        await adapter.close()
+
+
+@pytest.fixture
+async def mcp_image(docker: DockerAdapter) -> str:
+    return await ensure_mcp_image(docker)
+
+
+@pytest.fixture
+async def busybox(docker: DockerAdapter) -> str:
+    return await ensure_busybox_image(docker)
 
 
 @pytest.fixture

@@ -13,22 +13,7 @@ from service.app import create_app
 from service.docker import DockerAdapter
 from service.settings import Settings
 from tests.conftest import TOKEN
-from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL, open_docker_or_skip
-from tests.support.mcp_image import ensure_mcp_image
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[DockerAdapter]:
-    adapter = await open_docker_or_skip()
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
-
-
-@pytest.fixture
-async def mcp_image(docker: DockerAdapter) -> str:
-    return await ensure_mcp_image(docker)
+from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL
 
 
 @pytest.fixture

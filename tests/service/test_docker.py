@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 
 from service.docker import DockerAdapter, DockerNotFoundError, DockerUnavailableError
-from tests.support.docker import open_docker_or_skip, run_labels, sweep_test_containers
-from tests.support.images import ensure_busybox_image
+from tests.support.docker import run_labels
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[DockerAdapter]:
-    adapter = await open_docker_or_skip()
-    try:
-        yield adapter
-    finally:
-        await sweep_test_containers(adapter)
-        await adapter.close()
-
-
-@pytest.fixture
-async def busybox(docker: DockerAdapter) -> str:
-    return await ensure_busybox_image(docker)
 
 
 def case_labels() -> dict[str, str]:

@@ -23,7 +23,7 @@ from service.docker import (
     DockerUnavailableError,
 )
 from service.docker_events import parse_event, since_param
-from tests.support.docker import open_docker_or_skip, run_labels, sweep_test_containers
+from tests.support.docker import run_labels
 from tests.support.docker_cli import docker_cli
 from tests.support.images import ensure_busybox_image
 from tests.support.mcp_image import ensure_mcp_image
@@ -193,16 +193,6 @@ async def test_events_from_an_engine_that_does_not_answer_raise_unavailable() ->
 
 
 # The real engine
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[DockerAdapter]:
-    adapter = await open_docker_or_skip()
-    try:
-        yield adapter
-    finally:
-        await sweep_test_containers(adapter)
-        await adapter.close()
 
 
 def labelled(server: str) -> dict[str, str]:

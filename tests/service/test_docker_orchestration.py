@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,13 +20,10 @@ from service.docker import (
 from tests.support.docker import (
     TEST_RUN_ID,
     TEST_RUN_LABEL,
-    open_docker_or_skip,
     run_labels,
-    sweep_test_containers,
 )
-from tests.support.docker_cli import docker_cli, inspect_raw, sweep_test_networks
-from tests.support.images import ensure_busybox_image
-from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
+from tests.support.docker_cli import docker_cli, inspect_raw
+from tests.support.mcp_image import CONTAINER_PORT
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -49,27 +45,6 @@ INITIALIZE = json.dumps(
     }
 )
 SERVER_NAME = "dtma-test-mcp"  # tests/support/mcp_server/server.py
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[DockerAdapter]:
-    adapter = await open_docker_or_skip()
-    try:
-        yield adapter
-    finally:
-        await sweep_test_containers(adapter)
-        await sweep_test_networks(adapter)
-        await adapter.close()
-
-
-@pytest.fixture
-async def mcp_image(docker: DockerAdapter) -> str:
-    return await ensure_mcp_image(docker)
-
-
-@pytest.fixture
-async def busybox(docker: DockerAdapter) -> str:
-    return await ensure_busybox_image(docker)
 
 
 @pytest.fixture

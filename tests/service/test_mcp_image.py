@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from service.docker import DockerAdapter
-from tests.support.docker import open_docker_or_skip, run_labels, sweep_test_containers
+from tests.support.docker import run_labels
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
 from tests.support.waiting import wait_until
 
@@ -28,16 +28,6 @@ CLIENT_INFO = {"name": "dtma-tests", "version": "0"}
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 StartServer = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[DockerAdapter]:
-    adapter = await open_docker_or_skip()
-    try:
-        yield adapter
-    finally:
-        await sweep_test_containers(adapter)
-        await adapter.close()
 
 
 @pytest.fixture
