@@ -231,13 +231,14 @@ class DockerAdapter:
             details = await self._docker().containers.container(container_id).show()
         return container_info(details)
 
-    async def list_managed(self) -> list[ContainerInfo]:
-        """Every container labelled `dtma.managed=true`, running or not, oldest first.
+    async def list_managed(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
+        """Every container labelled `dtma.managed=true` (and all of `labels`), running or not,
+        oldest first.
 
         One list call, then an inspect of each (concurrently): only the inspect carries exit
         codes, OOM kills and start times. One removed in between is left out.
         """
-        ids = await self.list_container_ids(MANAGED_LABELS)
+        ids = await self.list_container_ids({**(labels or {}), **MANAGED_LABELS})
         limit = asyncio.Semaphore(INSPECT_CONCURRENCY)
 
         async def inspect(container_id: str) -> ContainerInfo | None:

@@ -147,7 +147,7 @@ class Reconciler:
         desired = self._runner.state(groups.PROJECTION)
         actual = [
             r
-            for r in map(as_replica, await self._docker.list_managed())
+            for r in map(as_replica, await self._docker.list_managed(self._owner_labels))
             if r and self._owns(r.info.labels)
         ]
         await self._record_vanished(actual)
