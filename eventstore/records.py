@@ -31,10 +31,6 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event a caller wants appended; the store gives it a position, version, time and hash."""

@@ -18,7 +18,7 @@ from typing import Any
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.store import EventStore
-from projections import containers, dependencies, events, groups, specs
+from projections import containers, dependencies, events, groups
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
@@ -256,7 +256,7 @@ class Reconciler:
     ) -> bool:
         """Start the server's missing replicas; True if at least one of its replicas runs."""
         server = desired.servers[server_id]
-        if not await self._initialised(group, server):
+        if not await self._initialised(desired, group, server):
             return False
         replicas = [
             r
@@ -352,7 +352,9 @@ class Reconciler:
         )
         return True
 
-    async def _initialised(self, group: groups.GroupState, server: groups.ServerState) -> bool:
+    async def _initialised(
+        self, desired: groups.GroupsState, group: groups.GroupState, server: groups.ServerState
+    ) -> bool:
         """Run the server's init containers, in order, once per generation; False on a failure.
 
         They run on the group's network with the server's environment and limits. A failure is
@@ -364,7 +366,7 @@ class Reconciler:
             return True
         if not self._due(spec.id, 0):
             return False
-        limits = self._limits_for(spec.id)
+        limits = desired.limits_of(spec.id)
         for index, init in enumerate(spec.init_containers, start=1):
             container = ContainerSpec(
                 name=f"dtma-{group.id}-{spec.id}-init-{index}",
@@ -412,9 +414,6 @@ class Reconciler:
             ),
         )
         return True
-
-    def _limits_for(self, server_id: str) -> specs.Limits:
-        return self._runner.state(groups.PROJECTION).limits_of(server_id)
 
     # -- retries -----------------------------------------------------------------------------
 

@@ -4,13 +4,15 @@ os.environ is the CLI, which hands the environment to `load_settings`."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+N = TypeVar("N", int, float)
 DEFAULT_DATABASE_URL = "sqlite:///./dtma.db"
 CONF_FILE = Path("/etc/dtma.conf")
 
@@ -103,23 +105,24 @@ def _build(raw: dict[str, str]) -> Settings:
     values: dict[str, object] = dict(raw)
     for name in ("port", "snapshot_every"):
         if name in raw:
-            values[name] = _positive_int(name, raw[name])
+            values[name] = _positive(name, raw[name], int, "an integer")
     if "database_url" in raw:
         values["database_url"] = normalize_database_url(raw["database_url"])
     if "owner_labels" in raw:
         values["owner_labels"] = parse_labels(raw["owner_labels"])
     if "reconcile_interval_s" in raw:
-        values["reconcile_interval_s"] = _positive_float(
-            "reconcile_interval_s", raw["reconcile_interval_s"]
+        values["reconcile_interval_s"] = _positive(
+            "reconcile_interval_s", raw["reconcile_interval_s"], float, "a number"
         )
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _positive_int(name: str, text: str) -> int:
+def _positive(name: str, text: str, parse: Callable[[str], N], noun: str) -> N:
+    """`text` parsed by `parse` (int or float), refused unless it is above zero."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+        raise SettingsError(f"{name} must be {noun}, got {text!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
@@ -134,16 +137,6 @@ def parse_labels(text: str) -> dict[str, str]:
             raise SettingsError(f"owner labels must be key=value pairs, got {item!r}")
         labels[key.strip()] = value.strip()
     return labels
-
-
-def _positive_float(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {text!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
-    return value
 
 
 def normalize_database_url(url: str) -> str:
