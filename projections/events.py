@@ -6,6 +6,7 @@ Events are frozen pydantic models named in the past tense for what is true once 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -150,6 +151,34 @@ class ContainerRemoved(Event):
     reason: str
 
 
+Circuit = Literal["closed", "open", "half_open"]
+
+
+class ReplicaHealthChanged(Event):
+    """Probes changed their verdict on one replica's container; `reason` is what they saw last.
+
+    Appended only on a change, so a healthy fleet adds nothing to the log."""
+
+    server_id: str
+    replica: int
+    container_id: str
+    health: Literal["healthy", "unhealthy"]
+    reason: str | None = None
+    timed_out: bool = False
+
+
+class CircuitTransitioned(Event):
+    """A server's circuit breaker moved from one state to another, for `cause`. On opening,
+    `open_timeout_ms` says how long it stays open before a recovery attempt."""
+
+    server_id: str
+    from_state: Circuit
+    to_state: Circuit
+    cause: str
+    failures: int = 0
+    open_timeout_ms: int | None = None
+
+
 CATALOGUE = Catalogue()
 for _model in (
     CircuitBreakerConfigured,
@@ -167,5 +196,7 @@ for _model in (
     InitContainerCompleted,
     ContainerDied,
     ContainerRemoved,
+    ReplicaHealthChanged,
+    CircuitTransitioned,
 ):
     CATALOGUE.register(_model)

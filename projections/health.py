@@ -1,8 +1,12 @@
-"""Health read model: breaker configuration per MCP server and the default. A pure fold."""
+"""Health read model, a pure fold: breaker configuration (per MCP server and the default), each
+replica's health as the probes last judged it, each server's circuit with its recent transitions,
+and recent container failures for the comprehensive report."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,11 +41,81 @@ class BreakerConfig(BaseModel):
 BUILT_IN = BreakerConfig()
 
 
+KEPT_TRANSITIONS = 20
+KEPT_FAILURES = 10
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # eventstore.records.format_time
+
+
+class ReplicaHealth(BaseModel):
+    """The probes' verdict on one replica's current container."""
+
+    model_config = ConfigDict(frozen=True)
+
+    container_id: str
+    health: Literal["healthy", "unhealthy"]
+    since: str
+    position: int
+    reason: str | None = None
+    timed_out: bool = False
+
+
+class TransitionRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    from_state: events.Circuit
+    to_state: events.Circuit
+    cause: str
+    position: int
+    at: str
+
+
+class CircuitView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    state: events.Circuit = "closed"
+    opened_at: str | None = None
+    next_attempt_at: str | None = None
+    half_open_position: int | None = None  # where the current recovery attempt began
+    transitions: tuple[TransitionRecord, ...] = ()  # the last KEPT_TRANSITIONS, oldest first
+
+
+CLOSED = CircuitView()
+
+
+class FailureRecord(BaseModel):
+    """A replica's container that died or could not start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    replica: int
+    container_id: str | None
+    exit_code: int | None
+    oom_killed: bool
+    at: str
+    position: int
+    reason: str
+
+
 class HealthState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     breaker_default: BreakerSettings = BreakerSettings()
     breaker_servers: dict[str, BreakerSettings] = {}
+    # server id -> replica -> the probes' verdict on its container (absent: not judged yet)
+    replicas: dict[str, dict[int, ReplicaHealth]] = {}
+    circuits: dict[str, CircuitView] = {}  # absent: closed, never transitioned
+    failures: dict[str, tuple[FailureRecord, ...]] = {}  # the last KEPT_FAILURES per server
+    server_groups: dict[str, str] = {}  # server id -> group id, to forget a removed group's
+
+    def circuit(self, server_id: str) -> CircuitView:
+        return self.circuits.get(server_id, CLOSED)
+
+    def replica_health(self, server_id: str, replica: int, container_id: str | None) -> str | None:
+        """ "healthy"/"unhealthy" as probes judged this container, None if not judged yet."""
+        verdict = self.replicas.get(server_id, {}).get(replica)
+        if verdict is None or verdict.container_id != container_id:
+            return None
+        return verdict.health
 
     def breaker_config(self, server_id: str | None) -> BreakerConfig:
         override = self.breaker_servers.get(server_id) if server_id else None
@@ -77,13 +151,109 @@ def effective(default: BreakerSettings, override: BreakerSettings | None) -> Bre
     return BreakerConfig(**merged)
 
 
-def apply(state: HealthState, event: events.Event, _at: events.Envelope) -> HealthState:
-    if not isinstance(event, events.CircuitBreakerConfigured):
-        return state
-    if event.mcp_server_id is None:
-        return state.model_copy(update={"breaker_default": settings_of(event)})
-    servers = {**state.breaker_servers, event.mcp_server_id: settings_of(event)}
-    return state.model_copy(update={"breaker_servers": servers})
+def apply(state: HealthState, event: events.Event, at: events.Envelope) -> HealthState:
+    match event:
+        case events.CircuitBreakerConfigured(mcp_server_id=None):
+            return state.model_copy(update={"breaker_default": settings_of(event)})
+        case events.CircuitBreakerConfigured(mcp_server_id=str(server_id)):
+            servers = {**state.breaker_servers, server_id: settings_of(event)}
+            return state.model_copy(update={"breaker_servers": servers})
+        case events.ReplicaHealthChanged():
+            verdict = ReplicaHealth(
+                container_id=event.container_id,
+                health=event.health,
+                since=at.recorded_at,
+                position=at.position,
+                reason=event.reason,
+                timed_out=event.timed_out,
+            )
+            replicas = {**state.replicas.get(event.server_id, {}), event.replica: verdict}
+            return state.model_copy(
+                update={"replicas": {**state.replicas, event.server_id: replicas}}
+            )
+        case events.CircuitTransitioned():
+            return _transition(state, event, at)
+        case events.ContainerDied():
+            reason = "out of memory" if event.oom_killed else f"exited with code {event.exit_code}"
+            failure = FailureRecord(
+                replica=event.replica,
+                container_id=event.container_id,
+                exit_code=event.exit_code,
+                oom_killed=event.oom_killed,
+                at=at.recorded_at,
+                position=at.position,
+                reason=reason,
+            )
+            return _record_failure(state, event.server_id, failure)
+        case events.ContainerFailedToStart():
+            failure = FailureRecord(
+                replica=event.replica,
+                container_id=event.container_id,
+                exit_code=None,
+                oom_killed=False,
+                at=at.recorded_at,
+                position=at.position,
+                reason=event.reason,
+            )
+            return _record_failure(state, event.server_id, failure)
+        case events.ServerDeclared():
+            server_groups = {**state.server_groups, event.spec.id: event.group_id}
+            return state.model_copy(update={"server_groups": server_groups})
+        case events.ServerRemoved():
+            return _forget_servers(state, {event.server_id})
+        case events.GroupRemoved():
+            members = {s for s, g in state.server_groups.items() if g == event.group_id}
+            return _forget_servers(state, members)
+    return state
 
 
-PROJECTION = Projection(name="health", fold_version=1, state_type=HealthState, apply=apply)
+def _transition(
+    state: HealthState, event: events.CircuitTransitioned, at: events.Envelope
+) -> HealthState:
+    view = state.circuit(event.server_id)
+    record = TransitionRecord(
+        from_state=event.from_state,
+        to_state=event.to_state,
+        cause=event.cause,
+        position=at.position,
+        at=at.recorded_at,
+    )
+    changes: dict[str, object] = {
+        "state": event.to_state,
+        "transitions": (*view.transitions, record)[-KEPT_TRANSITIONS:],
+    }
+    if event.to_state == "open":
+        changes["opened_at"] = at.recorded_at
+        changes["next_attempt_at"] = later(at.recorded_at, event.open_timeout_ms or 0)
+    else:
+        changes["next_attempt_at"] = None
+    if event.to_state == "closed":
+        changes["opened_at"] = None
+    changes["half_open_position"] = at.position if event.to_state == "half_open" else None
+    circuits = {**state.circuits, event.server_id: view.model_copy(update=changes)}
+    return state.model_copy(update={"circuits": circuits})
+
+
+def _record_failure(state: HealthState, server_id: str, failure: FailureRecord) -> HealthState:
+    kept = (*state.failures.get(server_id, ()), failure)[-KEPT_FAILURES:]
+    return state.model_copy(update={"failures": {**state.failures, server_id: kept}})
+
+
+def _forget_servers(state: HealthState, server_ids: set[str]) -> HealthState:
+    return state.model_copy(
+        update={
+            field: {k: v for k, v in getattr(state, field).items() if k not in server_ids}
+            for field in ("replicas", "circuits", "failures", "server_groups")
+        }
+    )
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def later(text: str, milliseconds: int) -> str:
+    return (parse_time(text) + timedelta(milliseconds=milliseconds)).strftime(TIME_FORMAT)
+
+
+PROJECTION = Projection(name="health", fold_version=2, state_type=HealthState, apply=apply)

@@ -7,24 +7,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 import migrations
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
+from service import heartbeat, legacy, status, system_metrics
 from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
 from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
+from service.backend import BackendClient
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
+from service.health_monitor import HealthMonitor
 from service.keys import (
+    backend_key,
     context_key,
     docker_key,
+    monitor_key,
     reconciler_key,
     runner_key,
     settings_key,
@@ -34,6 +41,7 @@ from service.listener import DockerListener
 from service.middlewares import auth_middleware, error_middleware
 from service.reconciler import Reconciler
 from service.settings import Settings
+from service.status import ReadModels
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -74,8 +82,30 @@ async def docker_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def backend_context(app: web.Application) -> AsyncIterator[None]:
+    """The client of the backend, when `DTMA_BACKEND_URL` names one."""
+    settings = app[settings_key]
+    if settings.backend_url is None:
+        yield
+        return
+    async with aiohttp.ClientSession() as session:
+        app[backend_key] = BackendClient(settings.backend_url, settings.backend_token, session)
+        yield
+
+
+def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
+    models = ReadModels.of(runner)
+    return heartbeat.heartbeat_payload(
+        system_metrics.dtma_version(),
+        system_metrics.read(),
+        heartbeat.tool_statuses(legacy.every_tool(runner)),
+        [status.server_status(models, s) for s in sorted(models.desired.servers)],
+    )
+
+
 async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
-    """The reconciler and the Docker listener, running until the app stops."""
+    """The reconciler, the Docker listener and the health monitor, running until the app
+    stops."""
     settings = app[settings_key]
     reconciler = Reconciler(
         app[store_key],
@@ -88,11 +118,21 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
+    monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
     app[reconciler_key] = reconciler
+    app[monitor_key] = monitor
     tasks = [
         asyncio.create_task(reconciler.run(), name="dtma-reconciler"),
         asyncio.create_task(listener.run(), name="dtma-docker-listener"),
+        asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
     ]
+    if (client := app.get(backend_key)) is not None:
+        runner = app[runner_key]
+        beat = heartbeat.Heartbeat(
+            client, lambda: heartbeat_payload(runner), settings.heartbeat_interval_s
+        )
+        monitor.listeners.append(beat.poke)  # a circuit that opens or closes is told at once
+        tasks.append(asyncio.create_task(beat.run(), name="dtma-heartbeat"))
     try:
         yield
     finally:
@@ -108,7 +148,9 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[settings_key] = settings
-    app.cleanup_ctx.extend([store_context, runner_context, docker_context, supervisor_context])
+    app.cleanup_ctx.extend(
+        [store_context, runner_context, docker_context, backend_context, supervisor_context]
+    )
     for module in (system_api, events_api, health_api, servers_api, groups_api, tools_api):
         module.add_routes(app)
     return app

@@ -9,8 +9,10 @@ from aiohttp import web
 
 from eventstore.store import EventStore
 from projections.runner import ProjectionRunner
+from service.backend import BackendClient
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
+from service.health_monitor import HealthMonitor
 from service.reconciler import Reconciler
 from service.settings import Settings
 
@@ -20,3 +22,5 @@ runner_key = web.AppKey("dtma.runner", ProjectionRunner)
 context_key = web.AppKey("dtma.context", CommandContext)
 docker_key = web.AppKey("dtma.docker", DockerAdapter)
 reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
+monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
+backend_key = web.AppKey("dtma.backend", BackendClient)

@@ -18,10 +18,11 @@ from typing import Any
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.store import EventStore
-from projections import containers, dependencies, events, groups
+from projections import containers, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
+from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Reconciler:
         self._interval = interval
         self._wake = asyncio.Event()
         self._retry_at: dict[tuple[str, int], tuple[float, float]] = {}  # -> (when, delay)
+        self._attempted: dict[str, int] = {}  # server -> the half-open position it acted on
         self.removing: set[str] = set()  # container ids being removed on purpose
 
     def poke(self) -> None:
@@ -144,40 +146,72 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         head, _ = await self._store.head()
         await self._runner.wait_for(head, within=5.0)
-        desired = self._runner.state(groups.PROJECTION)
+        models = ReadModels.of(self._runner)
+        desired = models.desired
         actual = [
             r
             for r in map(as_replica, await self._docker.list_managed(self._owner_labels))
             if r and self._owns(r.info.labels)
         ]
+        recovering = self._recovery_attempts(models.health)
+        for key in [k for k in self._retry_at if k[0] in recovering]:
+            del self._retry_at[key]  # the attempt does not wait out a backoff
         await self._record_vanished(actual)
-        kept = await self._remove_unwanted(desired, actual)
+        kept = await self._remove_unwanted(models, actual, recovering)
         await self._ensure_networks(desired)
-        await self._start_missing(desired, kept)
+        await self._start_missing(models, kept, recovering)
         await self._remove_unused_networks(desired)
+        for server_id in recovering:
+            self._attempted[server_id] = models.health.circuit(server_id).half_open_position or 0
 
     def _owns(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self._owner_labels.items())
 
+    # -- the circuit breaker ------------------------------------------------------------------
+
+    def _recovery_attempts(self, state: health.HealthState) -> set[str]:
+        """Servers whose circuit just went half-open and have not made their one attempt."""
+        return {
+            server_id
+            for server_id, view in state.circuits.items()
+            if view.state == "half_open"
+            and self._attempted.get(server_id) != view.half_open_position
+        }
+
+    def _may_start(self, state: health.HealthState, server_id: str, recovering: set[str]) -> bool:
+        """Closed: yes. Open: no automatic restarts. Half-open: only the one recovery attempt."""
+        circuit = state.circuit(server_id).state
+        return circuit == "closed" or server_id in recovering
+
     # -- removing ----------------------------------------------------------------------------
 
     async def _remove_unwanted(
-        self, desired: groups.GroupsState, actual: list[Replica]
+        self, models: ReadModels, actual: list[Replica], recovering: set[str]
     ) -> list[Replica]:
         kept = []
         for replica in sorted(actual, key=lambda r: -r.replica):  # highest replica first
-            self._forgive_if_settled(replica)
-            reason = removal_reason(replica, desired)
-            if reason is None and not replica.info.running:
-                reason = "exited" if self._may_retry(replica) else None
-                if reason is None:
-                    kept.append(replica)
-                    continue
+            self._forgive_if_settled(models, replica)
+            reason = removal_reason(replica, models.desired)
+            if reason is None and replica.server_id in recovering:
+                reason = self._recovery_reason(models, replica)
+            elif reason is None and not replica.info.running:
+                may = self._may_start(models.health, replica.server_id, recovering)
+                reason = "exited" if may and self._may_retry(replica) else None
             if reason is None:
                 kept.append(replica)
                 continue
             await self._remove(replica, reason)
         return kept
+
+    @staticmethod
+    def _recovery_reason(models: ReadModels, replica: Replica) -> str | None:
+        """In a recovery attempt, replicas that exited or fail their probes are replaced."""
+        if not replica.info.running:
+            return "exited; replaced in a recovery attempt"
+        verdict = models.health.replica_health(replica.server_id, replica.replica, replica.info.id)
+        if verdict == "unhealthy":
+            return "unhealthy; replaced in a recovery attempt"
+        return None
 
     async def _remove(self, replica: Replica, reason: str) -> None:
         await self._record(
@@ -230,21 +264,38 @@ class Reconciler:
 
     # -- starting ----------------------------------------------------------------------------
 
-    async def _start_missing(self, desired: groups.GroupsState, kept: list[Replica]) -> None:
-        """Start missing replicas in waves: every server whose dependencies run starts at once
-        (at most `MAX_PARALLEL_STARTS` containers at a time), then the servers that waited."""
+    async def _start_missing(
+        self, models: ReadModels, kept: list[Replica], recovering: set[str]
+    ) -> None:
+        """Start missing replicas in waves: every server whose dependencies are healthy starts
+        at once (at most `MAX_PARALLEL_STARTS` containers at a time), then those that waited.
+        A server whose circuit is open starts nothing."""
+        desired = models.desired
         present = {(r.server_id, r.replica) for r in kept}
-        running = {r.server_id for r in kept if r.info.running}
+        healthy = {r.server_id for r in kept if self._healthy(models, r)}
         limit = asyncio.Semaphore(MAX_PARALLEL_STARTS)
         for group in desired.groups.values():
             graph = {s: desired.servers[s].spec.depends_on for s in group.servers}
-            waiting = dependencies.start_order(graph)
-            while wave := [s for s in waiting if all(d in running for d in graph[s])]:
+            waiting = [
+                s
+                for s in dependencies.start_order(graph)
+                if self._may_start(models.health, s, recovering)
+            ]
+            while wave := [s for s in waiting if all(d in healthy for d in graph[s])]:
                 waiting = [s for s in waiting if s not in wave]
-                started = await asyncio.gather(
+                await asyncio.gather(
                     *(self._start_server(desired, group, s, present, limit) for s in wave)
                 )
-                running.update(s for s, ok in zip(wave, started, strict=True) if ok)
+
+    @staticmethod
+    def _healthy(models: ReadModels, replica: Replica) -> bool:
+        server = models.desired.servers.get(replica.server_id)
+        if server is None or not replica.info.running:
+            return False
+        if server.spec.health_check.type == "none":
+            return True
+        verdict = models.health.replica_health(replica.server_id, replica.replica, replica.info.id)
+        return verdict == "healthy"
 
     async def _start_server(
         self,
@@ -253,11 +304,11 @@ class Reconciler:
         server_id: str,
         present: set[tuple[str, int]],
         limit: asyncio.Semaphore,
-    ) -> bool:
-        """Start the server's missing replicas; True if at least one of its replicas runs."""
+    ) -> None:
+        """Start the server's missing replicas (after its init containers)."""
         server = desired.servers[server_id]
         if not await self._initialised(desired, group, server):
-            return False
+            return
         replicas = [
             r
             for r in range(1, server.replicas + 1)
@@ -268,9 +319,7 @@ class Reconciler:
             async with limit:
                 return await self._start(desired, group, server, replica)
 
-        started = await asyncio.gather(*(start(r) for r in replicas))
-        already = any((server_id, r) in present for r in range(1, server.replicas + 1))
-        return any(started) or already
+        await asyncio.gather(*(start(r) for r in replicas))
 
     async def _start(
         self,
@@ -422,7 +471,8 @@ class Reconciler:
         return asyncio.get_running_loop().time() >= when
 
     def _may_retry(self, replica: Replica) -> bool:
-        """An exited replica is replaced, but with backoff (1 s doubling to 60 s)."""
+        """An exited replica is replaced at once the first time, then with backoff (1 s
+        doubling to 60 s) while it keeps failing."""
         if not self._due(replica.server_id, replica.replica):
             return False
         self._back_off(replica.server_id, replica.replica)
@@ -434,16 +484,17 @@ class Reconciler:
         pending = [when - now for when, _ in self._retry_at.values() if when > now]
         return max(min(pending, default=self._interval), 0.05)
 
-    def _forgive_if_settled(self, replica: Replica) -> None:
-        """A replica that has run for a minute starts its backoff from 1 s again."""
+    def _forgive_if_settled(self, models: ReadModels, replica: Replica) -> None:
+        """A replica that has been healthy for a minute starts its backoff afresh."""
         started = replica.info.started_at
         settled = started is not None and (datetime.now(UTC) - started).total_seconds() >= SETTLED_S
-        if replica.info.running and settled:
+        if settled and self._healthy(models, replica):
             self._retry_at.pop((replica.server_id, replica.replica), None)
 
     def _back_off(self, server_id: str, replica: int) -> None:
-        _, delay = self._retry_at.get((server_id, replica), (0.0, 0.5))
-        delay = min(delay * 2, MAX_BACKOFF_S)
+        """Delays 0 (the first retry is immediate), then 1 s, 2 s, ... up to 60 s."""
+        previous = self._retry_at.get((server_id, replica))
+        delay = 0.0 if previous is None else min(max(previous[1] * 2, 1.0), MAX_BACKOFF_S)
         self._retry_at[(server_id, replica)] = (asyncio.get_running_loop().time() + delay, delay)
 
     # -- recording ---------------------------------------------------------------------------

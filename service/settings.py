@@ -37,6 +37,7 @@ class Settings:
     # everything it reconciles: lets several instances (or test runs) share one engine.
     owner_labels: Mapping[str, str] = field(default_factory=dict)
     reconcile_interval_s: float = 10.0
+    heartbeat_interval_s: float = 60.0
 
     def require_auth_token(self) -> str:
         if not self.auth_token:
@@ -61,6 +62,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "log_level": ("DTMA_LOG_LEVEL",),
     "owner_labels": ("DTMA_OWNER_LABELS",),
     "reconcile_interval_s": ("DTMA_RECONCILE_INTERVAL",),
+    "heartbeat_interval_s": ("DTMA_HEARTBEAT_INTERVAL",),
 }
 
 
@@ -113,6 +115,10 @@ def _build(raw: dict[str, str]) -> Settings:
     if "reconcile_interval_s" in raw:
         values["reconcile_interval_s"] = _positive(
             "reconcile_interval_s", raw["reconcile_interval_s"], float, "a number"
+        )
+    if "heartbeat_interval_s" in raw:
+        values["heartbeat_interval_s"] = _positive(
+            "heartbeat_interval_s", raw["heartbeat_interval_s"], float, "a number"
         )
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -2,21 +2,57 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from projections import containers, groups, specs
+from projections import containers, groups, health, specs
+from projections.runner import ProjectionRunner
 
 LOOPBACK = "127.0.0.1"
 
 
-def server_status(
-    desired: groups.GroupsState, observed: containers.ContainersState, server_id: str
-) -> dict[str, Any]:
-    server = desired.servers[server_id]
-    instances = observed.of(server_id)
+@dataclass(frozen=True, slots=True)
+class ReadModels:
+    """The three read models a status is made of, taken at one position."""
+
+    desired: groups.GroupsState
+    observed: containers.ContainersState
+    health: health.HealthState
+
+    @classmethod
+    def of(cls, runner: ProjectionRunner) -> ReadModels:
+        return cls(
+            runner.state(groups.PROJECTION),
+            runner.state(containers.PROJECTION),
+            runner.state(health.PROJECTION),
+        )
+
+    def instance_health(self, server_id: str, instance: containers.Instance) -> str:
+        """ "healthy", "unhealthy" or "starting": the probes' verdict on a running replica
+        (`none` trusts Docker); a replica that is not running is unhealthy."""
+        if instance.state == "created":
+            return "starting"
+        if instance.state != "running":
+            return "unhealthy"
+        if self.desired.servers[server_id].spec.health_check.type == "none":
+            return "healthy"
+        verdict = self.health.replica_health(server_id, instance.replica, instance.container_id)
+        return verdict or "starting"
+
+    def healthy_replicas(self, server_id: str) -> int:
+        return sum(
+            1
+            for i in self.observed.of(server_id)
+            if self.instance_health(server_id, i) == "healthy"
+        )
+
+
+def server_status(models: ReadModels, server_id: str) -> dict[str, Any]:
+    server = models.desired.servers[server_id]
+    instances = models.observed.of(server_id)
     running = [i for i in instances if i.state == "running"]
-    # Until probes exist (the health issue), a running replica counts as healthy.
-    healthy = len(running)
+    healthy = models.healthy_replicas(server_id)
+    circuit = models.health.circuit(server_id).state
     return {
         "id": server_id,
         "groupId": server.group_id,
@@ -25,12 +61,14 @@ def server_status(
         "runningReplicas": len(running),
         "healthyReplicas": healthy,
         "status": lifecycle(server.replicas, instances),
-        "health": health(server.replicas, healthy, instances),
-        "circuitState": "closed",
+        "health": "unhealthy"
+        if circuit == "open"
+        else overall(server.replicas, healthy, instances),
+        "circuitState": circuit,
         "endpoints": [
             e for e in (endpoint(i, server.spec.port, server.spec.path) for i in running) if e
         ],
-        "instances": [instance_json(i) for i in instances],
+        "instances": [instance_json(i, models.instance_health(server_id, i)) for i in instances],
     }
 
 
@@ -56,7 +94,7 @@ def lifecycle(desired: int, instances: list[containers.Instance]) -> str:
     return "starting" if instances else "pending"
 
 
-def health(desired: int, healthy: int, instances: list[containers.Instance]) -> str:
+def overall(desired: int, healthy: int, instances: list[containers.Instance]) -> str:
     if desired == 0 or not instances:
         return "unknown"
     if healthy >= desired:
@@ -64,13 +102,13 @@ def health(desired: int, healthy: int, instances: list[containers.Instance]) -> 
     return "degraded" if healthy else "unhealthy"
 
 
-def instance_json(instance: containers.Instance) -> dict[str, Any]:
+def instance_json(instance: containers.Instance, health: str) -> dict[str, Any]:
     return {
         "replica": instance.replica,
         "containerId": instance.container_id,
         "containerName": instance.container_name,
         "state": instance.state,
-        "health": "healthy" if instance.state == "running" else "unhealthy",
+        "health": health,
         "restartCount": instance.restart_count,
         "startedAt": instance.started_at,
         "exitCode": instance.exit_code,
@@ -79,11 +117,9 @@ def instance_json(instance: containers.Instance) -> dict[str, Any]:
     }
 
 
-def group_view(
-    desired: groups.GroupsState, observed: containers.ContainersState, group_id: str
-) -> dict[str, Any]:
-    group = desired.groups[group_id]
-    servers = [server_status(desired, observed, s) for s in group.servers]
+def group_view(models: ReadModels, group_id: str) -> dict[str, Any]:
+    group = models.desired.groups[group_id]
+    servers = [server_status(models, s) for s in group.servers]
     states = {s["status"] for s in servers}
     status = (
         "empty"
@@ -97,7 +133,7 @@ def group_view(
     return {
         "id": group.id,
         "name": group.name,
-        "network": {"name": observed.networks.get(group.id), "internal": group.internal},
+        "network": {"name": models.observed.networks.get(group.id), "internal": group.internal},
         "resourceLimits": limits_json(group.limits),
         "status": status,
         "mcpServers": servers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -54,8 +55,21 @@ def resume_position(request: web.Request) -> int:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    after = resume_position(request)
     stream_filter = request.query.get("stream")
+
+    def frame(event: RecordedEvent) -> bytes | None:
+        if stream_filter is None or event.stream_id == stream_filter:
+            return sse_frame(event)
+        return None
+
+    return await serve_sse(request, frame)
+
+
+async def serve_sse(
+    request: web.Request, frame: Callable[[RecordedEvent], bytes | None]
+) -> web.StreamResponse:
+    """Follow the log from the resume position, sending what `frame` makes of each event."""
+    after = resume_position(request)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -67,8 +81,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     keepalive = asyncio.create_task(_keep_alive(response))
     try:
         async for event in request.app[store_key].subscribe(after):
-            if stream_filter is None or event.stream_id == stream_filter:
-                await response.write(sse_frame(event))
+            if (data := frame(event)) is not None:
+                await response.write(data)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

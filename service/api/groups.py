@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from projections import containers, groups
 from service import commands, errors, handlers, status
 from service.api.servers import ACCEPTED, path_id
 from service.api.wire import command_meta, read_command, wait_min_position
@@ -21,10 +20,10 @@ async def read(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     group_id = path_id(request)
-    desired = runner.state(groups.PROJECTION)
-    if group_id not in desired.groups:
+    models = status.ReadModels.of(runner)
+    if group_id not in models.desired.groups:
         raise errors.NotFoundError(f"no container group {group_id!r}")
-    view = status.group_view(desired, runner.state(containers.PROJECTION), group_id)
+    view = status.group_view(models, group_id)
     return web.json_response({**view, "position": runner.position})
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from projections import containers, groups
 from service import commands, errors, handlers, status
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.keys import context_key, runner_key
@@ -58,12 +57,12 @@ async def until_settled(
     deadline = loop.time() + wait_ms / 1000
     await runner.wait_for(position, within=wait_ms / 1000)
     while True:
-        desired, observed = runner.state(groups.PROJECTION), runner.state(containers.PROJECTION)
+        models = status.ReadModels.of(runner)
         statuses = [
-            status.server_status(desired, observed, s) for s in server_ids if s in desired.servers
+            status.server_status(models, s) for s in server_ids if s in models.desired.servers
         ]
         caught_up = runner.position >= position and len(statuses) == len(server_ids)
-        if caught_up and all(s["status"] in ("running", "stopped") for s in statuses):
+        if caught_up and all(settled(s) for s in statuses):
             return statuses
         if any(s["status"] == "failed" for s in statuses):
             raise errors.ValidationFailedError(
@@ -74,10 +73,18 @@ async def until_settled(
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise errors.TimedOutError(
-                f"not every replica was running within {wait_ms} ms",
+                f"not every replica was running and healthy within {wait_ms} ms",
                 details=statuses or [{"id": s, "status": "pending"} for s in server_ids],
             )
         await runner.wait_for(runner.position + 1, within=remaining)
+
+
+def settled(server: dict[str, Any]) -> bool:
+    """Every replica runs and passes its probes (or none is wanted)."""
+    if server["status"] == "stopped":
+        return True
+    healthy: int = server["healthyReplicas"]
+    return bool(server["status"] == "running" and healthy >= server["desiredReplicas"])
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -89,8 +96,8 @@ async def remove(request: web.Request) -> web.Response:
 async def all_statuses(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    desired, observed = runner.state(groups.PROJECTION), runner.state(containers.PROJECTION)
-    servers = [status.server_status(desired, observed, s) for s in sorted(desired.servers)]
+    models = status.ReadModels.of(runner)
+    servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
     return web.json_response({"position": runner.position, "mcpServers": servers})
 
 
@@ -98,12 +105,11 @@ async def one_status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = path_id(request)
-    desired = runner.state(groups.PROJECTION)
-    if server_id not in desired.servers:
+    models = status.ReadModels.of(runner)
+    if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
-    observed = runner.state(containers.PROJECTION)
     return web.json_response(
-        {**status.server_status(desired, observed, server_id), "position": runner.position}
+        {**status.server_status(models, server_id), "position": runner.position}
     )
 
 

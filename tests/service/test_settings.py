@@ -156,3 +156,20 @@ def test_ignores_arguments_that_are_not_settings() -> None:
     settings = load_settings(["replay", "--until", "5", "--port", "4000"], {})
 
     assert settings.port == 4000
+
+
+def test_the_heartbeat_interval_defaults_to_a_minute() -> None:
+    assert load_settings([], {}).heartbeat_interval_s == 60.0
+
+
+def test_reads_the_heartbeat_interval_in_seconds_from_the_environment_or_a_flag() -> None:
+    environ = {"DTMA_HEARTBEAT_INTERVAL": "2.5"}
+
+    assert load_settings([], environ).heartbeat_interval_s == 2.5
+    assert load_settings(["--heartbeat-interval-s", "30"], environ).heartbeat_interval_s == 30.0
+
+
+@pytest.mark.parametrize("interval", ["0", "-5", "soon", ""])
+def test_rejects_a_heartbeat_interval_that_is_not_a_positive_number(interval: str) -> None:
+    with pytest.raises(SettingsError, match="heartbeat_interval_s"):
+        load_settings(["--heartbeat-interval-s", interval], {})

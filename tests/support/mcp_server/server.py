@@ -7,9 +7,14 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_HANG=1         accept TCP connections but never answer them (no HTTP at all)
 #   MCP_REQUIRE_TOKEN  answer 401 to any request without `Authorization: Bearer <value>`
 #   MCP_ALLOCATE_MB    hold that much memory, every byte written, from the start (OOM tests)
+#   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
+#                      HTTP 200 with JSON-RPC error -32601; everything else as usual
+# Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
+# test can read in `docker logs` that a client ended its session.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -70,7 +75,11 @@ def serve(port: int, token: str | None) -> None:
         """Answer with `text`, unchanged."""
         return text
 
-    app = server.streamable_http_app(streamable_http_path="/mcp", host="0.0.0.0")
+    app = record_session_closes(
+        server.streamable_http_app(streamable_http_path="/mcp", host="0.0.0.0")
+    )
+    if os.environ.get("MCP_LEGACY_ONLY") == "1":
+        app = refuse_discover(app)
     guarded = app if token is None else require_bearer(app, token)
     uvicorn.run(guarded, host="0.0.0.0", port=port, log_level="info")
 
@@ -93,6 +102,87 @@ def require_bearer(app: Any, token: str) -> Any:
         await app(scope, receive, send)
 
     return guarded
+
+
+def refuse_discover(app: Any) -> Any:
+    """Wrap an ASGI app: a `server/discover` POST (by its Mcp-Method header or its body's method)
+    gets JSON-RPC's "method not found", as from a server that predates the 2026-07-28 revision."""
+
+    async def legacy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        messages, body = await read_body(receive)
+        method, request_id = rpc_method(body)
+        routed = dict(scope["headers"]).get(b"mcp-method")
+        if routed != b"server/discover" and method != "server/discover":
+            await app(scope, replay(messages, receive), send)
+            return
+        say("refused server/discover")
+        error = {"code": -32601, "message": "Method not found"}
+        await send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "error": error})
+
+    return legacy
+
+
+async def read_body(receive: Any) -> tuple[list[dict[str, Any]], bytes]:
+    """Every `http.request` message of a request's body, and the body they carry."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    return messages, b"".join(m.get("body", b"") for m in messages)
+
+
+def replay(messages: list[dict[str, Any]], receive: Any) -> Any:
+    """A `receive` that hands out `messages` again, then whatever `receive` brings."""
+    pending = list(messages)
+
+    async def replayed() -> dict[str, Any]:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def rpc_method(body: bytes) -> tuple[str | None, Any]:
+    """A JSON-RPC request's method and id; (None, None) for anything else."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(message, dict):
+        return None, None
+    return message.get("method"), message.get("id")
+
+
+async def send_json(send: Any, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def record_session_closes(app: Any) -> Any:
+    """Wrap an ASGI app: say which session a DELETE closed, once the app has answered 2xx."""
+
+    async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session_id = dict(scope.get("headers", [])).get(b"mcp-session-id")
+        if scope["type"] != "http" or scope["method"] != "DELETE" or session_id is None:
+            await app(scope, receive, send)
+            return
+
+        async def noting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                outcome = "closed" if 200 <= status < 300 else f"not closed (HTTP {status})"
+                say(f"session {outcome}: {session_id.decode(errors='replace')}")
+            await send(message)
+
+        await app(scope, receive, noting)
+
+    return recorded
 
 
 def say(message: str) -> None:
