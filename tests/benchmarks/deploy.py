@@ -32,17 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import AsyncIterator, Callable, Sequence  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -53,12 +50,25 @@ from service.app import create_app  # noqa: E402
 from service.docker import ContainerSpec, DockerAdapter  # noqa: E402
 from service.keys import docker_key, store_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tests.benchmarks.service_harness import (  # noqa: E402
+    AUTH,
+    MEMORY_MB,
+    PIDS,
+    TOKEN,
+    DieWatcher,
+    Disturbed,
+    EventFollower,
+    Service,
+    cli,
+    metric,
+    note,
+    p95,
+    run_flags,
+    sweep,
+    wall_ns,
+)
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image  # noqa: E402
 
-TOKEN = secrets.token_hex(16)
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MEMORY_MB = 256  # set on both sides (ours: the group's limit; memory-swap equal, as DTMA sets)
-PIDS = 512  # DTMA's default pids limit, given to docker run too
 POLL_S = 0.02  # status / docker inspect polling
 SETTLE_S = 1.0  # quiet time after a service starts, after a cleanup, after a replacement
 DEPLOY_TIMEOUT_S = 120.0
@@ -69,73 +79,16 @@ ATTEMPTS = 3  # per deploy measurement, when something outside the benchmark dis
 MAX_DISTURBED_KILLS = 10
 
 
-class Disturbed(Exception):  # noqa: N818 - a measurement to repeat, not an error
-    """Something outside the benchmark touched its containers (another DTMA, a sweep)."""
-
-
-def note(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
-def metric(name: str, value: float, digits: int = 3) -> None:
-    print(f"{name}: {value:.{digits}f}", flush=True)
-
-
-def p95(values: Sequence[float]) -> float:
-    """Nearest rank: the smallest value at least 95% of the values are less than or equal to."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def wall_ns(recorded_at: str) -> int:
-    """An event's recordedAt (UTC, microseconds) as nanoseconds since the epoch."""
-    moment = datetime.fromisoformat(recorded_at.replace("Z", "+00:00"))
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
-
-
-async def cli(*args: str, check: bool = True) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        "docker", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    code = process.returncode or 0
-    if check and code != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed ({code}): {err.decode().strip()}")
-    return code, out.decode(), err.decode()
-
-
 # -- the service, in process -------------------------------------------------------------------
 
 
 @dataclass
-class Service:
+class InProcessService(Service):
     app: web.Application
-    session: aiohttp.ClientSession
-    owner: dict[str, str]
-
-    async def get(self, path: str) -> Any:
-        async with self.session.get(path) as response:
-            if response.status != 200:
-                raise RuntimeError(f"GET {path}: {response.status} {await response.text()}")
-            return await response.json()
-
-    async def post(self, path: str, body: Any) -> Any:
-        async with self.session.post(path, json=body) as response:
-            if response.status != 202:
-                raise RuntimeError(f"POST {path}: {response.status} {await response.text()}")
-            return await response.json()
-
-    async def log(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        after = 0
-        while page := (await self.get(f"/events?after={after}&limit=1000"))["events"]:
-            events.extend(page)
-            after = page[-1]["position"]
-        return events
 
 
 @contextlib.asynccontextmanager
-async def running_service(docker: DockerAdapter, tag: str) -> AsyncIterator[Service]:
+async def running_service(docker: DockerAdapter, tag: str) -> AsyncIterator[InProcessService]:
     """A fresh service; afterwards it is stopped and whatever carries its labels is removed."""
     owner = {"dtma.bench": f"deploy-{os.getpid()}-{tag}-{secrets.token_hex(3)}"}
     with tempfile.TemporaryDirectory(prefix="dtma-bench-deploy-") as directory:
@@ -153,29 +106,13 @@ async def running_service(docker: DockerAdapter, tag: str) -> AsyncIterator[Serv
             async with aiohttp.ClientSession(
                 base_url=f"http://127.0.0.1:{port}", headers=AUTH
             ) as session:
-                service = Service(runner.app, session, owner)
+                service = InProcessService(session, owner, runner.app)
                 await service.get("/healthz")
                 await asyncio.sleep(SETTLE_S)  # the reconciler's first (empty) pass
                 yield service
         finally:
             await runner.cleanup()
             await sweep(docker, owner)
-
-
-async def sweep(docker: DockerAdapter, owner: dict[str, str]) -> None:
-    """Containers, then networks; a removal someone else has in progress is waited out."""
-    for attempt in range(10):
-        try:
-            await docker.remove_containers(owner)
-            for name, labels in await docker.list_managed_networks():
-                if all(labels.get(k) == v for k, v in owner.items()):
-                    await docker.remove_network(name)
-            return
-        except errors.ServiceError as exc:
-            if attempt == 9:
-                raise
-            note(f"sweep: {exc.message}; again")
-            await asyncio.sleep(0.5)
 
 
 def deploy_body(group_id: str, image: str, servers: int) -> dict[str, Any]:
@@ -331,13 +268,7 @@ def docker_run_script(prefix: str, network: str, image: str, servers: int) -> st
     """Bash: `docker run -d` of every container in the background, then `wait`."""
     runs = []
     for i in range(servers):
-        flags = [
-            *("--name", f"{prefix}-{i:02d}", "--network", network),
-            *("--network-alias", f"s{i:02d}", "-p", f"127.0.0.1::{CONTAINER_PORT}"),
-            *("--memory", f"{MEMORY_MB}m", "--memory-swap", f"{MEMORY_MB}m"),
-            *("--pids-limit", str(PIDS), "--cap-drop", "ALL"),
-            *("--security-opt", "no-new-privileges", "--restart", "no"),
-        ]
+        flags = run_flags(f"{prefix}-{i:02d}", network, f"s{i:02d}", f"127.0.0.1::{CONTAINER_PORT}")
         runs.append(f"docker run -d {shlex.join(flags)} {shlex.quote(image)} >/dev/null &")
     return "\n".join([*runs, "wait"])
 
@@ -384,67 +315,6 @@ async def remove_by_prefix(prefix: str, network: str) -> None:
 
 
 # -- (c) kill to death event -------------------------------------------------------------------
-
-
-class EventFollower:
-    """`GET /events/stream` read in the background; every event with its arrival times."""
-
-    def __init__(self, service: Service, after: int) -> None:
-        self.events: list[tuple[float, int, dict[str, Any]]] = []  # (perf, wall ns, event)
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._follow(service, after))
-
-    async def _follow(self, service: Service, after: int) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with service.session.get(f"/events/stream?after={after}", timeout=timeout) as answer:
-            async for raw in answer.content:
-                line = raw.decode().rstrip("\r\n")
-                if line.startswith("data:"):
-                    arrival, arrival_ns = time.perf_counter(), time.time_ns()
-                    self.events.append((arrival, arrival_ns, json.loads(line[5:])))
-                    self._changed.set()
-
-    async def wait_for(
-        self, wanted: Callable[[dict[str, Any]], bool], start: int, within: float
-    ) -> tuple[int, float, int, dict[str, Any]]:
-        """The first event from index `start` on that is `wanted`: (index, perf, wall ns, it)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        index = start
-        while True:
-            while index < len(self.events):
-                arrival, arrival_ns, event = self.events[index]
-                if wanted(event):
-                    return index, arrival, arrival_ns, event
-                index += 1
-            if self._task.done():
-                raise RuntimeError(f"the event stream ended: {self._task.exception()!r}")
-            self._changed.clear()
-            async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                await self._changed.wait()
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-class DieWatcher:
-    """The engine's own die events for managed containers: their time and our arrival (ns)."""
-
-    def __init__(self) -> None:
-        self.died: dict[str, tuple[int, int]] = {}
-        self._adapter = DockerAdapter()
-        self._task = asyncio.create_task(self._watch())
-
-    async def _watch(self) -> None:
-        async for event in self._adapter.events():
-            if event.action == "die":
-                self.died[event.container_id] = (event.time_nano, time.time_ns())
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._adapter.close()
 
 
 @dataclass
