@@ -160,9 +160,22 @@ class HealthMonitor:
                     )
             await self._runner.wait_for(self._runner.position + 1, within=5.0)
 
+    def _resumed(self, target: Target) -> ReplicaProbes:
+        """Probe state for a container: the log's verdict, if it has one (after a restart of
+        DTMA, say), so that confirming it appends nothing; else a replica just starting."""
+        now = time.time()
+        verdict = self._runner.state(health.PROJECTION).replica_health(
+            target.server_id, target.replica, target.container_id
+        )
+        if verdict == "healthy":
+            return ReplicaProbes(started_at=now, health="healthy", healthy_since=now)
+        if verdict == "unhealthy":
+            return ReplicaProbes(started_at=now, health="unhealthy")
+        return ReplicaProbes(started_at=now)
+
     async def _probe_loop(self, target: Target) -> None:
         check = target.check
-        state = ReplicaProbes(started_at=time.time())
+        state = self._resumed(target)
         while True:
             began = asyncio.get_running_loop().time()
             async with self._limit:

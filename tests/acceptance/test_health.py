@@ -401,3 +401,34 @@ async def test_a_down_backend_delays_neither_commands_nor_probes(
     finally:
         await client.close()
         await sweep(docker, owner_labels)
+
+
+async def test_a_restarted_dtma_confirms_verdicts_the_log_has_without_rewriting_them(
+    aiohttp_client: Callable[..., Any],
+    service_settings: Callable[..., Settings],
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    mcp_image: str,
+) -> None:
+    first = await aiohttp_client(create_app(service_settings()))
+    try:
+        body = {"groupId": "steady", "mcpServers": [server("steady", mcp_image)]}
+        deployed = await send(first, "POST", "/mcp-servers/deploy", body)
+        await until_healthy(first, "steady", deployed)
+    finally:
+        await first.close()
+
+    second = await aiohttp_client(create_app(service_settings()))  # the same database
+    try:
+        await wait_until(
+            lambda: _at_least(second, "steady", "consecutiveSuccesses", 3, fallback="open"), 30
+        )
+
+        verdicts = [
+            e for e in await log_of(second, "steady") if e["type"] == "ReplicaHealthChanged"
+        ]
+        assert [v["data"]["health"] for v in verdicts] == ["healthy"]
+        assert (await health_of(second, "steady"))["circuitState"] == "closed"
+    finally:
+        await second.close()
+        await sweep(docker, owner_labels)
