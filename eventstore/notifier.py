@@ -21,5 +21,8 @@ class Notifier:
 
     @staticmethod
     async def wait(generation: asyncio.Event, seconds: float | None) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives as the
+        # event is set, which left a stopping projection runner waiting forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(generation.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await generation.wait()

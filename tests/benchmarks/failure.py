@@ -47,6 +47,7 @@ import aiohttp  # noqa: E402
 
 from service import probes  # noqa: E402
 from service.docker import DockerAdapter  # noqa: E402
+from tests.benchmarks import cpu_accounting  # noqa: E402
 from tests.benchmarks.service_harness import (  # noqa: E402
     MEMORY_MB,
     DieWatcher,
@@ -61,6 +62,7 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     p95,
     run_flags,
     service_process,
+    uncancelled,
     wall_ns,
 )
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image  # noqa: E402
@@ -74,6 +76,7 @@ COLD_POLL_S = 0.02
 STATUS_POLL_S = 0.02
 SETTLE_S = 1.0
 OVERHEAD_SETTLE_S = 5.0  # after all are healthy: the 250 ms starting probes are over
+CLIENT_PROBES = 200  # probe_mcp calls timed in this process, for the client's share
 DEATH_TIMEOUT_S = 30.0
 RECOVERY_TIMEOUT_S = 120.0
 HEALTHY_TIMEOUT_S = 300.0
@@ -165,34 +168,45 @@ class ColdStarts:
             self.answered.append(answered - started)
         finally:
             run.cancel()
-            await cli("rm", "-f", name, check=False)
+            await uncancelled(removed(name))
 
     async def _until_answered(self, url: str, run: asyncio.Task[float]) -> float:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RECOVERY_TIMEOUT_S
-        while loop.time() < deadline:
+        def failed() -> None:
             if run.done() and run.exception() is not None:
                 raise RuntimeError(f"docker run failed: {run.exception()}")
-            if await self._initialize(url):
-                return time.perf_counter()
-            await asyncio.sleep(COLD_POLL_S)
-        raise RuntimeError(f"the cold-start container never answered at {url}")
 
-    async def _initialize(self, url: str) -> bool:
-        """POST initialize (the bytes the service's probe sends): answered with a result?"""
-        try:
-            async with (
-                asyncio.timeout(1.0),
-                self.session.post(url, data=probes.INITIALIZE, headers=probes.POST_HEADERS) as r,
-            ):
-                body = b""
-                while r.status == 200 and (chunk := await r.content.readany()):
-                    body += chunk
-                    if b'"protocolVersion"' in body:
-                        return True
-                return False
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        return await until_answered(self.session, url, failed)
+
+
+async def until_answered(
+    session: aiohttp.ClientSession, url: str, check: Callable[[], None] = lambda: None
+) -> float:
+    """Poll `initialize` every COLD_POLL_S until it is answered: the moment it was."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECOVERY_TIMEOUT_S
+    while loop.time() < deadline:
+        check()
+        if await answers_initialize(session, url):
+            return time.perf_counter()
+        await asyncio.sleep(COLD_POLL_S)
+    raise RuntimeError(f"nothing answered at {url}")
+
+
+async def answers_initialize(session: aiohttp.ClientSession, url: str) -> bool:
+    """POST initialize (the bytes the service's probe sends): answered with a result?"""
+    try:
+        async with (
+            asyncio.timeout(1.0),
+            session.post(url, data=probes.INITIALIZE, headers=probes.POST_HEADERS) as response,
+        ):
+            body = b""
+            while response.status == 200 and (chunk := await response.content.readany()):
+                body += chunk
+                if b'"protocolVersion"' in body:
+                    return True
             return False
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
 
 
 # -- kills -------------------------------------------------------------------------------------
@@ -202,6 +216,7 @@ class ColdStarts:
 class Kill:
     server_id: str
     died_ms: float  # (a) the kill to ContainerDied on SSE
+    returned_ms: float  # the kill to the `docker kill` CLI exiting
     visible_ms: float  # (b) the kill to GET /health/mcp/{id} showing it
     healthy_s: float  # (c) the kill to the replacement's ReplicaHealthChanged healthy on SSE
     full_s: float  # the kill to GET /mcp-servers/status showing every replica healthy again
@@ -213,6 +228,7 @@ class Kill:
     removed_s: float  # the kill to the old container's ContainerRemoved on SSE
     created_s: float  # ... to the replacement's ContainerCreated
     started_s: float  # ... to its ContainerStarted
+    answered_s: float  # ... to its endpoint answering our own initialize (polled every 20 ms)
 
 
 def replacement(kind: str, server_id: str, old: str) -> Callable[[dict[str, Any]], bool]:
@@ -262,18 +278,25 @@ async def until_death_visible(
 
 
 async def kill_one(
-    service: Service, follower: EventFollower, watcher: DieWatcher, group_id: str, server_id: str
+    service: Service,
+    follower: EventFollower,
+    watcher: DieWatcher,
+    session: aiohttp.ClientSession,
+    group_id: str,
+    server_id: str,
 ) -> Kill:
     replica, old = await healthy_replica(service, server_id)
     start = len(follower.events)
     started_ns, started = time.time_ns(), time.perf_counter()
     visible = asyncio.create_task(until_death_visible(service, server_id, replica, old))
+    answered: asyncio.Task[float] | None = None
     try:
         process = await asyncio.create_subprocess_exec(
             "docker", "kill", old, stdout=asyncio.subprocess.DEVNULL
         )
         if await process.wait() != 0:
             raise Disturbed(f"docker kill {old[:12]} failed")
+        returned = time.perf_counter()
         died_i, died_at, died_ns, died = await follower.wait_for(
             about("ContainerDied", old), start, DEATH_TIMEOUT_S
         )
@@ -285,15 +308,23 @@ async def kill_one(
         ):
             index, at, _ns, _e = await follower.wait_for(wanted, died_i, RECOVERY_TIMEOUT_S)
             times.append(at)
-        for kind in ("ContainerStarted", "ReplicaHealthChanged"):
-            index, at, _ns, _e = await follower.wait_for(
-                replacement(kind, server_id, old), index, RECOVERY_TIMEOUT_S
-            )
-            times.append(at)
+        index, at, _ns, event = await follower.wait_for(
+            replacement("ContainerStarted", server_id, old), index, RECOVERY_TIMEOUT_S
+        )
+        times.append(at)
+        url = f"http://127.0.0.1:{event['data']['host_port']}/mcp"
+        answered = asyncio.create_task(until_answered(session, url))
+        _index, at, _ns, _e = await follower.wait_for(
+            replacement("ReplicaHealthChanged", server_id, old), index, RECOVERY_TIMEOUT_S
+        )
+        times.append(at)
+        times.append(await asyncio.wait_for(answered, RECOVERY_TIMEOUT_S))
     except TimeoutError as exc:
         raise Disturbed(f"no death or no healthy replacement for {old[:12]}") from exc
     finally:
         visible.cancel()
+        if answered is not None:
+            answered.cancel()
     full = await until_full_health(service, group_id)
     recorded_ns = wall_ns(died["recordedAt"])
     engine = watcher.died.get(old)
@@ -302,6 +333,7 @@ async def kill_one(
     return Kill(
         server_id=server_id,
         died_ms=1000 * (died_at - started),
+        returned_ms=1000 * (returned - started),
         visible_ms=1000 * (visible_at - started),
         healthy_s=times[4] - started,
         full_s=full - started,
@@ -313,6 +345,7 @@ async def kill_one(
         removed_s=times[1] - started,
         created_s=times[2] - started,
         started_s=times[3] - started,
+        answered_s=times[5] - started,
     )
 
 
@@ -334,10 +367,11 @@ async def kill_phase(
             head = (await service.get("/mcp-servers/status"))["position"]
             follower = EventFollower(service, head)
             try:
-                return await kill_sequence(service, follower, watcher, group_id, args, cold)
+                kills = await kill_sequence(service, follower, watcher, group_id, args, cold)
             finally:
                 await follower.close()
-                report_log_anomalies(await service.log(), head)
+            report_log_anomalies(await service.log(), head)
+            return kills
     finally:
         await watcher.close()
 
@@ -359,7 +393,9 @@ async def kill_sequence(
         else:
             server_id = f"{group_id}-s{len(kills) % args.replicas:02d}"
             try:
-                kills.append(await kill_one(service, follower, watcher, group_id, server_id))
+                kills.append(
+                    await kill_one(service, follower, watcher, cold.session, group_id, server_id)
+                )
             except Disturbed as exc:
                 disturbed += 1
                 note(f"kill {len(kills) + 1} disturbed ({exc}); measuring it again")
@@ -377,9 +413,11 @@ def describe(number: int, kill: Kill) -> None:
     listener = f"{kill.listener_ms:.1f}" if kill.listener_ms is not None else "?"
     note(
         f"kill {number} ({kill.server_id}): (a) {kill.died_ms:.1f} ms [engine die {engine}"
+        f" (docker kill exited at {kill.returned_ms:.1f})"
         f" + listener {listener} + SSE {kill.delivery_ms:.1f}]; (b) {kill.visible_ms:.1f} ms"
         f" ({kill.seen}, {kill.polls} polls); (c) {kill.healthy_s:.3f} s [removed"
-        f" {kill.removed_s:.3f}, created {kill.created_s:.3f}, started {kill.started_s:.3f}];"
+        f" {kill.removed_s:.3f}, created {kill.created_s:.3f}, started {kill.started_s:.3f},"
+        f" answering {kill.answered_s:.3f}];"
         f" full health seen {kill.full_s:.3f} s"
     )
 
@@ -414,103 +452,42 @@ def report_log_anomalies(log: list[dict[str, Any]], after: int) -> None:
 # -- probe overhead ----------------------------------------------------------------------------
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proxies_cpu_s() -> dict[int, float]:
-    """Every docker-proxy process's CPU: the probes reach the published ports through them."""
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if (entry / "comm").read_text().strip() == "docker-proxy":
-                    found[int(entry.name)] = process_cpu_s(int(entry.name))
-    return found
-
-
-def machine_busy_s() -> float:
-    """CPU time of the whole machine (all cores) not idle, in seconds."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-CGROUP_USAGE = (  # (path template, nanoseconds per unit, key in the file or None)
-    ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage", 1, None),
-    ("/sys/fs/cgroup/cpu,cpuacct/docker/{id}/cpuacct.usage", 1, None),
-    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", 1000, "usage_usec"),
-    ("/sys/fs/cgroup/docker/{id}/cpu.stat", 1000, "usage_usec"),
-)
-
-
-def container_cpu_s(container_id: str) -> float | None:
-    for template, unit_ns, key in CGROUP_USAGE:
-        path = Path(template.format(id=container_id))
-        with contextlib.suppress(OSError, ValueError, StopIteration):
-            text = path.read_text()
-            if key is None:
-                return int(text.strip()) * unit_ns / 1e9
-            line = next(x for x in text.splitlines() if x.startswith(key + " "))
-            return int(line.split()[1]) * unit_ns / 1e9
-    return None
-
-
-@dataclass
-class Window:
-    seconds: float
-    dtma_s: float  # CPU seconds of the dtma process
-    proxies_s: float  # of the docker-proxy processes
-    containers_s: float | None  # of the service's containers (cgroup), if readable
-    machine_s: float  # of the whole machine
+@dataclass(frozen=True)
+class Overhead:
+    window: cpu_accounting.Window
     events: int  # appended to the log during the window
-
-    def percent(self, cpu_s: float) -> float:
-        return 100 * cpu_s / self.seconds
-
-
-async def snapshot(docker: DockerAdapter, owner: dict[str, str], pid: int) -> dict[str, Any]:
-    ids = await docker.list_container_ids(owner)
-    containers = [container_cpu_s(i) for i in ids]
-    return {
-        "at": time.perf_counter(),
-        "dtma": process_cpu_s(pid),
-        "proxies": proxies_cpu_s(),
-        "containers": None if None in containers else dict(zip(ids, containers, strict=True)),
-        "machine": machine_busy_s(),
-    }
-
-
-def window_of(before: dict[str, Any], after: dict[str, Any], events: int) -> Window:
-    proxies = sum(after["proxies"][p] - before["proxies"][p] for p in before["proxies"])
-    containers = None
-    if before["containers"] is not None and after["containers"] is not None:
-        shared = set(before["containers"]) & set(after["containers"])
-        containers = sum(after["containers"][c] - before["containers"][c] for c in shared)
-    return Window(
-        seconds=after["at"] - before["at"],
-        dtma_s=after["dtma"] - before["dtma"],
-        proxies_s=proxies if set(before["proxies"]) <= set(after["proxies"]) else math.nan,
-        containers_s=containers,
-        machine_s=after["machine"] - before["machine"],
-        events=events,
-    )
+    client_ms: float | None  # CPU ms per probe_mcp in this process (mcp only)
 
 
 async def probe_overhead(
     docker: DockerAdapter, image: str, replicas: int, seconds: float, check: dict[str, Any]
-) -> Window:
+) -> Overhead:
     """A fresh service with `replicas` healthy, left alone for `seconds`: what it spent."""
     async with service_process(docker, f"failure-{check['type']}") as service:
-        await deploy(service, image, split(replicas), check)
+        group_id = await deploy(service, image, split(replicas), check)
         await asyncio.sleep(OVERHEAD_SETTLE_S)
         head = (await service.get("/mcp-servers/status"))["position"]
-        before = await snapshot(docker, service.owner, service.pid)
+        ids = await docker.list_container_ids(service.owner)
+        before = cpu_accounting.snapshot(service.pid, ids)
         await asyncio.sleep(seconds)  # nothing asks the service anything meanwhile
-        after = await snapshot(docker, service.owner, service.pid)
+        after = cpu_accounting.snapshot(service.pid, ids)
         events = (await service.get("/mcp-servers/status"))["position"] - head
-        return window_of(before, after, events)
+        client_ms = None
+        if check["type"] == "mcp":
+            server = (await service.get(f"/mcp-servers/{group_id}-s00"))["endpoints"][0]
+            client_ms = await client_cost(server, CLIENT_PROBES)
+        return Overhead(cpu_accounting.window(before, after), events, client_ms)
+
+
+async def client_cost(url: str, count: int) -> float:
+    """CPU ms per `probes.probe_mcp` alone, in this process: the HTTP client's share."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)  # as the health monitor's
+    async with aiohttp.ClientSession(connector=connector) as session:
+        era = (await probes.probe_mcp(session, url, 2.0)).era
+        began = time.process_time()
+        for _ in range(count):
+            await probes.probe_mcp(session, url, 2.0, era)
+        return 1000 * (time.process_time() - began) / count
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -525,6 +502,8 @@ def report_kills(kills: list[Kill], cold: ColdStarts) -> dict[str, float]:
 
     cold_s = stats("cold_start_seconds", cold.answered, 3)
     metric("cold_start_docker_run_returned_seconds_median", statistics.median(cold.returned))
+    booted = [a - r for a, r in zip(cold.answered, cold.returned, strict=True)]
+    metric("cold_start_run_returned_to_answered_seconds_median", statistics.median(booted))
     figures = {
         "cold": cold_s,
         "a": stats("kill_to_death_event_ms", [k.died_ms for k in kills], 1),
@@ -532,6 +511,7 @@ def report_kills(kills: list[Kill], cold: ColdStarts) -> dict[str, float]:
         "c": stats("kill_to_replacement_healthy_seconds", [k.healthy_s for k in kills], 3),
     }
     metric("kill_to_full_health_seen_seconds_median", statistics.median(k.full_s for k in kills))
+    metric("kill_cli_exited_ms_median", statistics.median(k.returned_ms for k in kills), 1)
     for name, values in (
         ("kill_to_engine_die_ms", [k.engine_die_ms for k in kills]),
         ("engine_die_to_death_recorded_ms", [k.listener_ms for k in kills]),
@@ -544,18 +524,26 @@ def report_kills(kills: list[Kill], cold: ColdStarts) -> dict[str, float]:
         ("kill_to_old_removed_seconds", lambda k: k.removed_s),
         ("kill_to_replacement_created_seconds", lambda k: k.created_s),
         ("kill_to_replacement_started_seconds", lambda k: k.started_s),
+        ("kill_to_replacement_answering_seconds", lambda k: k.answered_s),
         ("replacement_started_to_healthy_seconds", lambda k: k.healthy_s - k.started_s),
+        ("replacement_answering_to_healthy_seconds", lambda k: k.healthy_s - k.answered_s),
     ]
     for name, pick in steps:
         metric(f"{name}_median", statistics.median(pick(k) for k in kills))
     return figures
 
 
-def report_overhead(mcp: Window, none: Window, replicas: int) -> dict[str, float]:
+def report_overhead(mcp: Overhead, none: Overhead, replicas: int) -> dict[str, float]:
     probes_per_s = replicas * 1000 / INTERVAL_MS
-    for label, window in (("mcp", mcp), ("none", none)):
-        metric(f"probe_overhead_dtma_cpu_percent_{label}", window.percent(window.dtma_s), 2)
-        metric(f"probe_overhead_docker_proxy_cpu_percent_{label}", window.percent(window.proxies_s))
+    for label, overhead in (("mcp", mcp), ("none", none)):
+        window = overhead.window
+        metric(f"probe_overhead_dtma_cpu_percent_{label}", window.percent(window.process_s), 2)
+        for name, cpu_s in window.docker_s.items():
+            metric(
+                f"probe_overhead_{name.replace('-', '_')}_cpu_percent_{label}",
+                window.percent(cpu_s),
+                2,
+            )
         if window.containers_s is not None:
             metric(
                 f"probe_overhead_containers_cpu_percent_{label}",
@@ -563,16 +551,23 @@ def report_overhead(mcp: Window, none: Window, replicas: int) -> dict[str, float
                 2,
             )
         metric(f"probe_overhead_machine_cpu_percent_{label}", window.percent(window.machine_s), 1)
-        metric(f"probe_overhead_events_in_window_{label}", window.events, 0)
-    difference = mcp.percent(mcp.dtma_s) - none.percent(none.dtma_s)
-    per_probe_ms = 1000 * (mcp.dtma_s / mcp.seconds - none.dtma_s / none.seconds) / probes_per_s
+        metric(f"probe_overhead_events_in_window_{label}", overhead.events, 0)
+    on, off = mcp.window, none.window
+    difference = on.percent(on.process_s) - off.percent(off.process_s)
+    per_probe_ms = 1000 * (on.process_s / on.seconds - off.process_s / off.seconds) / probes_per_s
     metric("probe_overhead_dtma_cpu_percent_difference", difference, 2)
     metric("probes_per_second", probes_per_s, 1)
     metric("probe_cpu_ms_per_probe", per_probe_ms, 3)
-    if mcp.containers_s is not None and none.containers_s is not None:
-        served = mcp.containers_s / mcp.seconds - none.containers_s / none.seconds
+    if mcp.client_ms is not None:
+        metric("probe_client_alone_cpu_ms_per_probe", mcp.client_ms, 3)
+    if on.containers_s is not None and off.containers_s is not None:
+        served = on.containers_s / on.seconds - off.containers_s / off.seconds
         metric("probe_container_cpu_ms_per_probe", 1000 * served / probes_per_s, 3)
-    return {"mcp": mcp.percent(mcp.dtma_s), "none": none.percent(none.dtma_s), "each": per_probe_ms}
+    return {
+        "mcp": on.percent(on.process_s),
+        "none": off.percent(off.process_s),
+        "each": per_probe_ms,
+    }
 
 
 def summary(figures: dict[str, float], overhead: dict[str, float], kills: int) -> None:
@@ -617,12 +612,20 @@ async def cold_starts(image: str) -> AsyncIterator[ColdStarts]:
         async with aiohttp.ClientSession() as session:
             yield ColdStarts(session, image, network, labels)
     finally:
-        _code, out, _err = await cli(
-            "ps", "-aq", "--filter", f"label=dtma.bench={labels['dtma.bench']}", check=False
-        )
-        if out.split():
-            await cli("rm", "-f", *out.split(), check=False)
-        await cli("network", "rm", network, check=False)
+        await uncancelled(baseline_removed(labels, network))
+
+
+async def removed(*names: str) -> None:
+    await cli("rm", "-f", *names, check=False)
+
+
+async def baseline_removed(labels: dict[str, str], network: str) -> None:
+    """Whatever carries the baseline's labels, then its network."""
+    filters = [f"--filter=label={k}={v}" for k, v in labels.items()]
+    _code, out, _err = await cli("ps", "-aq", *filters, check=False)
+    if out.split():
+        await removed(*out.split())
+    await cli("network", "rm", network, check=False)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -636,13 +639,13 @@ async def main_async(args: argparse.Namespace) -> None:
             cold.returned.clear()
             kills = await kill_phase(docker, image, args, cold)
         figures = report_kills(kills, cold)
-        windows = {}
+        measured = {}
         for check in (NONE_CHECK, MCP_CHECK):
-            windows[check["type"]] = await probe_overhead(
+            measured[check["type"]] = await probe_overhead(
                 docker, image, args.replicas_overhead, args.window, check
             )
-            note(f"overhead window ({check['type']}): {windows[check['type']]}")
-        overhead = report_overhead(windows["mcp"], windows["none"], args.replicas_overhead)
+            note(f"overhead ({check['type']}): {measured[check['type']]}")
+        overhead = report_overhead(measured["mcp"], measured["none"], args.replicas_overhead)
     summary(figures, overhead, len(kills))
 
 
@@ -662,7 +665,11 @@ def main() -> None:
         parser.error("--kills, --replicas, --cold-starts, --replicas-overhead must be >= 1")
     if args.replicas > MAX_SERVERS or args.window <= 0:
         parser.error(f"--replicas <= {MAX_SERVERS} (one server each); --window > 0")
-    asyncio.run(main_async(args))
+    try:
+        asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        note("interrupted; what the benchmark created has been removed")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

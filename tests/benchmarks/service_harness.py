@@ -16,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +115,21 @@ class Service:
             events.extend(page)
             after = page[-1]["position"]
         return events
+
+
+async def uncancelled(cleanup: Awaitable[None]) -> None:
+    """Await a cleanup to its end even if this task is cancelled meanwhile (a first Ctrl-C
+    cancels the main task), then pass the cancellation on."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def sweep(docker: DockerAdapter, owner: dict[str, str]) -> None:
@@ -264,6 +279,7 @@ async def service_process(docker: DockerAdapter, tag: str) -> AsyncIterator[Proc
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C is ours to handle: we stop it after use
             )
         try:
             async with aiohttp.ClientSession(
@@ -271,10 +287,20 @@ async def service_process(docker: DockerAdapter, tag: str) -> AsyncIterator[Proc
             ) as session:
                 service = ProcessService(session, owner, process, log_path)
                 await until_up(service)
-                yield service
+                try:
+                    yield service
+                except Exception:
+                    note(f"dtma serve ({tag}), the end of its log:\n{service.log_tail()}")
+                    raise
         finally:
-            await stop(process)
-            await sweep(docker, owner)
+            await uncancelled(stopped_and_swept(process, docker, owner))
+
+
+async def stopped_and_swept(
+    process: asyncio.subprocess.Process, docker: DockerAdapter, owner: dict[str, str]
+) -> None:
+    await stop(process)
+    await sweep(docker, owner)
 
 
 async def until_up(service: ProcessService) -> None:
