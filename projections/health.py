@@ -173,29 +173,8 @@ def apply(state: HealthState, event: events.Event, at: events.Envelope) -> Healt
             )
         case events.CircuitTransitioned():
             return _transition(state, event, at)
-        case events.ContainerDied():
-            reason = "out of memory" if event.oom_killed else f"exited with code {event.exit_code}"
-            failure = FailureRecord(
-                replica=event.replica,
-                container_id=event.container_id,
-                exit_code=event.exit_code,
-                oom_killed=event.oom_killed,
-                at=at.recorded_at,
-                position=at.position,
-                reason=reason,
-            )
-            return _record_failure(state, event.server_id, failure)
-        case events.ContainerFailedToStart():
-            failure = FailureRecord(
-                replica=event.replica,
-                container_id=event.container_id,
-                exit_code=None,
-                oom_killed=False,
-                at=at.recorded_at,
-                position=at.position,
-                reason=event.reason,
-            )
-            return _record_failure(state, event.server_id, failure)
+        case events.ContainerDied() | events.ContainerFailedToStart():
+            return _record_failure(state, event.server_id, _failure_of(event, at))
         case events.ServerDeclared():
             server_groups = {**state.server_groups, event.spec.id: event.group_id}
             return state.model_copy(update={"server_groups": server_groups})
@@ -232,6 +211,25 @@ def _transition(
     changes["half_open_position"] = at.position if event.to_state == "half_open" else None
     circuits = {**state.circuits, event.server_id: view.model_copy(update=changes)}
     return state.model_copy(update={"circuits": circuits})
+
+
+def _failure_of(
+    event: events.ContainerDied | events.ContainerFailedToStart, at: events.Envelope
+) -> FailureRecord:
+    if isinstance(event, events.ContainerDied):
+        code, oom = event.exit_code, event.oom_killed
+        reason = "out of memory" if oom else f"exited with code {code}"
+    else:
+        code, oom, reason = None, False, event.reason
+    return FailureRecord(
+        replica=event.replica,
+        container_id=event.container_id,
+        exit_code=code,
+        oom_killed=oom,
+        at=at.recorded_at,
+        position=at.position,
+        reason=reason,
+    )
 
 
 def _record_failure(state: HealthState, server_id: str, failure: FailureRecord) -> HealthState:
