@@ -68,3 +68,15 @@ snapshots = Table(
     Column("state", Text, nullable=False),
     Column("taken_at", String(32), nullable=False),
 )
+
+# Data keys for field encryption, wrapped by the master key. Mutable on purpose: destroying a
+# key (wrapped -> NULL) forgets every secret it encrypted ("crypto-shredding").
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("wrapped", Text, nullable=True),
+    Column("master_fingerprint", String(16), nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("destroyed_at", String(32), nullable=True),
+)

@@ -2,14 +2,20 @@
 
 from typing import Any
 
-from projections import containers, events, groups, health
+from projections import containers, credentials, events, groups, health
 from projections.folds import Projection
 from projections.runner import FoldSet, ProjectionRunner, fold_log
 
-ALL: tuple[Projection[Any], ...] = (health.PROJECTION, groups.PROJECTION, containers.PROJECTION)
+ALL: tuple[Projection[Any], ...] = (
+    health.PROJECTION,
+    groups.PROJECTION,
+    containers.PROJECTION,
+    credentials.PROJECTION,
+)
 
 __all__ = [
     "containers",
+    "credentials",
     "ALL",
     "FoldSet",
     "Projection",

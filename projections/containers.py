@@ -23,6 +23,7 @@ class Instance(BaseModel):
     container_name: str | None
     state: State
     generation: int = 0
+    credentials_version: int | None = None
     host_port: int | None = None
     address: str | None = None
     started_at: str | None = None
@@ -63,6 +64,7 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
                 container_name=event.name,
                 state="created",
                 generation=event.generation,
+                credentials_version=event.credentials_version,
                 restart_count=_restarts(state, event.server_id, event.replica),
             )
             return _put(state, event.server_id, created)
@@ -154,4 +156,4 @@ def _change(
     return _put(state, server_id, current.model_copy(update=changes))
 
 
-PROJECTION = Projection(name="containers", fold_version=1, state_type=ContainersState, apply=apply)
+PROJECTION = Projection(name="containers", fold_version=2, state_type=ContainersState, apply=apply)

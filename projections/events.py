@@ -101,6 +101,7 @@ class ContainerCreated(Event):
     container_id: str
     name: str
     generation: int
+    credentials_version: int | None = None  # the version whose env secrets it was given
 
 
 class ContainerStarted(Event):
@@ -179,6 +180,59 @@ class CircuitTransitioned(Event):
     open_timeout_ms: int | None = None
 
 
+class SealedSecret(BaseModel):
+    """One secret of a credential version, encrypted with that version's data key. Only the
+    ciphertext is ever in the log; the key lives (wrapped) in the store's key table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    mode: Literal["env", "file"]
+    kind: Literal["api_key", "certificate"]
+    ciphertext: str
+
+
+class CredentialsInjected(Event):
+    """A new version of a server's credentials, bound to an agent. Its secrets are sealed with
+    the data key `key_id`; destroying that key forgets them for good."""
+
+    server_id: str
+    agent_id: str
+    version: int
+    key_id: str
+    secrets: tuple[SealedSecret, ...]
+    source: Literal["request", "backend"] = "request"
+    expires_at: str | None = None
+
+
+class CredentialsApplied(Event):
+    """A replica's container now holds a version's file secrets."""
+
+    server_id: str
+    version: int
+    replica: int
+    container_id: str
+    names: tuple[str, ...]
+
+
+class CredentialsFailed(Event):
+    """Injecting a version into a replica failed; `reason` says why (never a value)."""
+
+    server_id: str
+    version: int
+    reason: str
+    replica: int | None = None
+    container_id: str | None = None
+
+
+class CredentialsRevoked(Event):
+    """The server's credentials are removed from its replicas and their data keys destroyed."""
+
+    server_id: str
+    versions: tuple[int, ...]
+    key_ids: tuple[str, ...]
+
+
 CATALOGUE = Catalogue()
 for _model in (
     CircuitBreakerConfigured,
@@ -198,5 +252,9 @@ for _model in (
     ContainerRemoved,
     ReplicaHealthChanged,
     CircuitTransitioned,
+    CredentialsInjected,
+    CredentialsApplied,
+    CredentialsFailed,
+    CredentialsRevoked,
 ):
     CATALOGUE.register(_model)

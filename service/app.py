@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 import migrations
+from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
 from service import heartbeat, legacy, status, system_metrics
+from service.api import credentials as credentials_api
 from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
@@ -24,6 +27,7 @@ from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
 from service.backend import BackendClient
+from service.credential_injector import CredentialInjector
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
 from service.health_monitor import HealthMonitor
@@ -33,6 +37,7 @@ from service.keys import (
     docker_key,
     monitor_key,
     reconciler_key,
+    ring_key,
     runner_key,
     settings_key,
     store_key,
@@ -60,6 +65,14 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await store.close()
+
+
+async def ring_context(app: web.Application) -> AsyncIterator[None]:
+    """The key ring: data keys wrapped by the master key in DTMA_KEY_FILE (made on first
+    start, mode 0600)."""
+    key_file = Path(app[settings_key].key_file)
+    app[ring_key] = await load_ring(app[store_key].engine, key_file)
+    yield
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
@@ -114,17 +127,22 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         events.CATALOGUE,
         owner_labels=settings.owner_labels,
         interval=settings.reconcile_interval_s,
+        ring=app[ring_key],
     )
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
     monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
+    injector = CredentialInjector(
+        app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
+    )
     app[reconciler_key] = reconciler
     app[monitor_key] = monitor
     tasks = [
         asyncio.create_task(reconciler.run(), name="dtma-reconciler"),
         asyncio.create_task(listener.run(), name="dtma-docker-listener"),
         asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
+        asyncio.create_task(injector.run(), name="dtma-credential-injector"),
     ]
     if (client := app.get(backend_key)) is not None:
         runner = app[runner_key]
@@ -149,8 +167,23 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.extend(
-        [store_context, runner_context, docker_context, backend_context, supervisor_context]
+        [
+            store_context,
+            ring_context,
+            runner_context,
+            docker_context,
+            backend_context,
+            supervisor_context,
+        ]
     )
-    for module in (system_api, events_api, health_api, servers_api, groups_api, tools_api):
+    for module in (
+        system_api,
+        events_api,
+        health_api,
+        servers_api,
+        groups_api,
+        tools_api,
+        credentials_api,
+    ):
         module.add_routes(app)
     return app

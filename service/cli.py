@@ -1,6 +1,6 @@
-"""`dtma serve | migrate | rebuild | replay | events | audit verify`: arguments to Settings, then
-run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch neither Docker nor
-the backend: they read the log and fold it."""
+"""`dtma serve | migrate | rebuild | replay | events | audit verify | keys rotate`: arguments to
+Settings, then run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch
+neither Docker nor the backend: they read the log and fold it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 import migrations
+from eventstore import keyring
 from eventstore.records import RecordedEvent, format_time
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--follow", action="store_true", help="keep printing new events")
     audit = commands.add_parser("audit", parents=[common], help="auditor's tools")
     audit.add_argument("action", choices=["verify"])
+    keys = commands.add_parser("keys", parents=[common], help="master key management")
+    keys.add_argument("action", choices=["rotate"])
     return parser
 
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "replay": lambda: replay(settings, args.until),
         "events": lambda: print_events(settings, args.after, args.follow),
         "audit": lambda: audit_verify(settings),
+        "keys": lambda: rotate_keys(settings),
     }
     result: int = asyncio.run(coroutines[args.command]())
     return result
@@ -178,3 +183,24 @@ async def audit_verify(settings: Settings) -> int:
         )
     )
     return 0 if report.ok else 1
+
+
+async def rotate_keys(settings: Settings) -> int:
+    """A new master key: every data key re-wrapped, then the key file replaced (crash-safe).
+    Prints the fingerprints, never a key."""
+    key_file = Path(settings.key_file)
+    engine = create_engine(settings.database_url)
+    try:
+        await migrations.upgrade(engine)
+        ring = await keyring.load_ring(engine, key_file)
+        previous = ring.fingerprint
+        rewrapped = await ring.rotate_master(keyring.MasterKey.generate(), key_file)
+    except keyring.KeyFileError as exc:
+        print(f"dtma: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(
+        json.dumps({"fingerprint": ring.fingerprint, "previous": previous, "rewrapped": rewrapped})
+    )
+    return 0

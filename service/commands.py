@@ -128,3 +128,57 @@ class RestartGroup(Command):
     """PUT /container-groups/{id}/restart."""
 
     group_id: ResourceId
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"  # a plain file or variable name: no paths
+MAX_SECRET_CHARS = 65_536
+
+
+class Sealed(Command):
+    """A value sealed to the service's public key (an X25519 SealedBox, base64)."""
+
+    sealed: Annotated[str, Field(min_length=1, max_length=2 * MAX_SECRET_CHARS)]
+
+
+SecretValue = Annotated[str, Field(min_length=1, max_length=MAX_SECRET_CHARS)] | Sealed
+
+
+class ApiKeySpec(Command):
+    name: Annotated[str, Field(pattern=SECRET_NAME)]
+    value: SecretValue
+    mode: Literal["env", "file"] = "env"
+
+
+class CertificateSpec(Command):
+    name: Annotated[str, Field(pattern=SECRET_NAME)]
+    pem: SecretValue
+
+
+class CredentialsSpec(Command):
+    api_keys: Annotated[list[ApiKeySpec], Field(max_length=64)] = []
+    certificates: Annotated[list[CertificateSpec], Field(max_length=16)] = []
+
+
+class InjectCredentials(Command):
+    """POST /credentials/inject."""
+
+    mcp_server_id: ResourceId
+    agent_id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+    credentials: CredentialsSpec | None = None  # None: fetched from the backend
+    expiration_time: Annotated[str, Field(max_length=40)] | None = None
+
+
+class RotateCredentials(Command):
+    """PUT /credentials/rotate: a new version for the same agent, from the body or the backend."""
+
+    mcp_server_id: ResourceId
+    credentials: CredentialsSpec | None = None
+    expiration_time: Annotated[str, Field(max_length=40)] | None = None
+
+
+class RevokeCredentials(Command):
+    """DELETE /credentials/{mcpServerId}."""
+
+    mcp_server_id: ResourceId

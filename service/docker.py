@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import aclosing, contextmanager, suppress
+from dataclasses import replace
+from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,7 +22,7 @@ import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 
-from service import errors
+from service import docker_files, errors
 from service.docker_events import DockerEvent, stream_events
 from service.docker_objects import (
     MANAGED_LABEL,
@@ -49,6 +52,7 @@ __all__ = [
 
 BUILD_LOG_TAIL_LINES = 20
 INSPECT_CONCURRENCY = 8
+SCRIPT_TIMEOUT_S = 30
 
 
 class DockerUnavailableError(errors.UnavailableError):
@@ -116,6 +120,7 @@ class DockerAdapter:
     def __init__(self, url: str | None = None) -> None:
         self._url = url
         self._client: aiodocker.Docker | None = None
+        self._shells: dict[str, bool] = {}  # image -> whether it has /bin/sh
 
     async def __aenter__(self) -> Self:
         return self
@@ -186,11 +191,30 @@ class DockerAdapter:
         is a `DockerConflictError`. An absent network shows only when the container starts.
         """
         action = f"create container {spec.name} from image {spec.image}"
+        if spec.secrets_tmpfs and self._shells.get(spec.image) is False:
+            spec = replace(spec, secrets_tmpfs=False)
         with _translated(action, missing=f"image {spec.image}"):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )
+        if spec.secrets_tmpfs and spec.image not in self._shells:
+            # The archive API, the only way into an image without a shell, cannot reach a
+            # tmpfs: look (once per image) and make such a container again without one.
+            self._shells[spec.image] = await self._has_shell(container)
+            if not self._shells[spec.image]:
+                await self.remove_container(container.id)
+                return await self.create_container(replace(spec, secrets_tmpfs=False))
         return container.id
+
+    async def _has_shell(self, container: DockerContainer) -> bool:
+        with _translated(f"look for /bin/sh in container {container.id[:12]}"):
+            try:
+                await container.get_archive("/bin/sh")
+            except aiodocker.DockerError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return True
 
     async def start_container(self, container_id: str) -> int | None:
         """Start a container; return the loopback port its published port got.
@@ -230,6 +254,14 @@ class DockerAdapter:
         with _translated(f"inspect container {short}", missing=f"container {short}"):
             details = await self._docker().containers.container(container_id).show()
         return container_info(details)
+
+    async def inspect_raw(self, container_id: str) -> str:
+        """Everything `docker inspect` shows of the container, as JSON text (for audits and
+        tests that must find no secret there)."""
+        short = container_id[:12]
+        with _translated(f"inspect container {short}", missing=f"container {short}"):
+            details = await self._docker().containers.container(container_id).show()
+        return json.dumps(details)
 
     async def list_managed(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """Every container labelled `dtma.managed=true` (and all of `labels`), running or not,
@@ -339,6 +371,93 @@ class DockerAdapter:
             raise
         return container_id, port
 
+    # Files in running containers
+
+    async def write_secret_file(self, container_id: str, name: str, content: bytes) -> None:
+        """Put `content` at /run/secrets/<name> in the running container, mode 0400, owned by its
+        user, replacing an older version whole; the container is not restarted.
+
+        The container's shell, run as its user, reads the bytes from its stdin (on the tmpfs of
+        `ContainerSpec.secrets_tmpfs` if it has one). An image without a shell gets the file
+        through Docker's archive API, in its writable layer; the archive API cannot reach a
+        tmpfs, so such a container with a secrets tmpfs is a `DockerOperationError`.
+
+        Raises:
+            ValueError: `name` is not a plain file name (Docker is not asked).
+        """
+        docker_files.check_secret_name(name)
+        action = f"write secret file {name} in container {container_id[:12]}"
+        script, stdin = docker_files.WRITE_SCRIPT, docker_files.framed(content)
+        result = await self._run_script(action, container_id, script, name, stdin)
+        if result.shell_missing:
+            await self._put_secret(action, container_id, name, content, mode=0o400)
+        else:
+            _checked(result, action)
+
+    async def remove_secret_file(self, container_id: str, name: str) -> bool:
+        """Delete /run/secrets/<name> from the running container; True once it is gone (or was
+        never there). Without a shell the archive API can only overwrite it: with an empty file
+        of mode 0000, and the answer is False."""
+        docker_files.check_secret_name(name)
+        action = f"remove secret file {name} from container {container_id[:12]}"
+        result = await self._run_script(action, container_id, docker_files.REMOVE_SCRIPT, name)
+        if not result.shell_missing:
+            _checked(result, action)
+            return True
+        await self._put_secret(action, container_id, name, b"", mode=0)
+        return False
+
+    async def read_file(self, container_id: str, path: str) -> bytes | None:
+        """The regular file at the absolute `path` as the container's user sees it, tmpfs
+        mounts included; None when there is none. Without a shell, through the archive API,
+        which sees the image and the writable layer but no tmpfs."""
+        if not PurePosixPath(path).is_absolute():
+            raise ValueError("the path of a file in a container must be absolute")
+        action = f"read {path} in container {container_id[:12]}"
+        result = await self._run_script(action, container_id, docker_files.READ_SCRIPT, path)
+        if result.shell_missing:
+            return await self._read_archived(action, container_id, path)
+        if result.started and result.exit_code == docker_files.ABSENT:
+            return None
+        return _checked(result, action).stdout
+
+    async def _run_script(
+        self, action: str, container_id: str, script: str, argument: str, stdin: bytes | None = None
+    ) -> docker_files.ScriptResult:
+        container = self._docker().containers.container(container_id)
+        try:
+            with _translated(action, missing=f"container {container_id[:12]}"):
+                async with asyncio.timeout(SCRIPT_TIMEOUT_S):
+                    return await docker_files.run_script(container, script, argument, stdin)
+        except TimeoutError:
+            raise errors.TimedOutError(
+                f"cannot {action}: not done within {SCRIPT_TIMEOUT_S} s"
+            ) from None
+
+    async def _put_secret(
+        self, action: str, container_id: str, name: str, content: bytes, *, mode: int
+    ) -> None:
+        container = self._docker().containers.container(container_id)
+        with _translated(action, missing=f"container {container_id[:12]}"):
+            details = await container.show()
+            if docker_files.archive_unreachable(details):
+                raise DockerOperationError(
+                    f"cannot {action}: its image has no shell and Docker's archive API cannot "
+                    f"reach the tmpfs on /run/secrets; create it without one"
+                )
+            if (ids := await docker_files.container_owner(container, details)) is None:
+                raise DockerOperationError(f"cannot {action}: its user is not in /etc/passwd")
+            await docker_files.put_secret(container, name, content, mode=mode, owner=ids)
+
+    async def _read_archived(self, action: str, container_id: str, path: str) -> bytes | None:
+        container = self._docker().containers.container(container_id)
+        try:
+            with _translated(action):
+                return await docker_files.read_archived(container, path)
+        except DockerNotFoundError:
+            await self.inspect_container(container_id)  # raises if the container is gone
+            return None
+
     # Networks
 
     async def ensure_network(
@@ -415,6 +534,12 @@ def _checked_network(network: Mapping[str, Any], name: str, internal: bool) -> s
             f"remove it to change that"
         )
     return str(network["Id"])
+
+
+def _checked(result: docker_files.ScriptResult, action: str) -> docker_files.ScriptResult:
+    if (failure := result.failure()) is not None:
+        raise DockerOperationError(f"cannot {action}: {failure}")
+    return result
 
 
 async def _wait(container: DockerContainer, image: str, timeout_s: float) -> int:

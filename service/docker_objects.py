@@ -17,6 +17,11 @@ LOOPBACK = "127.0.0.1"
 MIB = 1024 * 1024
 NANO = 1_000_000_000
 NEVER = "0001-01-01T00:00:00Z"  # Docker's zero time: not started, or not finished yet
+SECRETS_DIR = "/run/secrets"
+# Sticky and world-writable like /tmp: whatever user the container runs as (the image may set
+# it) writes its own files, 0400, and no other user can replace them. 1 MiB of the container's
+# memory: a rotation holds the old and the new file at once.
+SECRETS_TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=1m,mode=1777"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,9 @@ class ContainerSpec:
     and host port) fixes one; those are published on the loopback too, never on every interface.
     `aliases` name the container on `network`.
     Memory is a hard limit in MiB with no swap beyond it; `cpus` may be fractional.
+    `user` replaces the image's USER ("1000", "1000:1000", a name). `secrets_tmpfs` mounts a
+    small tmpfs at /run/secrets, for images with a shell only: Docker's archive API, the way
+    into images without one, cannot reach a tmpfs (see `DockerAdapter.write_secret_file`).
     """
 
     name: str
@@ -43,6 +51,8 @@ class ContainerSpec:
     pids: int = DEFAULT_PIDS_LIMIT
     cap_add: Sequence[str] = ()
     host_ports: Sequence[tuple[int, int]] = ()
+    user: str | None = None
+    secrets_tmpfs: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.command is not None:
         config["Cmd"] = list(spec.command)
+    if spec.user is not None:
+        config["User"] = spec.user
     if bindings := _port_bindings(spec):
         config["ExposedPorts"] = {port: {} for port in bindings}
     if spec.network is not None:
@@ -123,6 +135,8 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         host_config["PortBindings"] = bindings
     if spec.network is not None:
         host_config["NetworkMode"] = spec.network
+    if spec.secrets_tmpfs:
+        host_config["Tmpfs"] = {SECRETS_DIR: SECRETS_TMPFS_OPTIONS}
     return host_config
 
 

@@ -135,6 +135,11 @@ def recommended_actions(
             actions["inspect_server"] = (
                 f"replica {instance.replica} is running but its probes {seen} since {verdict.since}"
             )
+    if missing := models.missing_credentials(server_id):
+        actions["inject_credentials"] = (
+            f"it requires {', '.join(missing)}, which no current credential version holds: "
+            "POST /credentials/inject; it starts once they are there"
+        )
     view = models.health.circuit(server_id)
     if view.state == "open":
         cause = view.transitions[-1].cause if view.transitions else "failures"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from eventstore.keyring import KeyRing
 from eventstore.store import EventStore
 from projections.runner import ProjectionRunner
 from service.backend import BackendClient
@@ -24,3 +25,4 @@ docker_key = web.AppKey("dtma.docker", DockerAdapter)
 reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
 monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
 backend_key = web.AppKey("dtma.backend", BackendClient)
+ring_key = web.AppKey("dtma.keyring", KeyRing)

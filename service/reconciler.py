@@ -17,8 +17,9 @@ from typing import Any
 
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
+from eventstore.keyring import KeyRing, KeyringError
 from eventstore.store import EventStore
-from projections import containers, dependencies, events, groups, health
+from projections import containers, credentials, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
@@ -27,6 +28,9 @@ from service.status import ReadModels
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+SECRETS_TMPFS = (
+    True  # file credentials land on a tmpfs at /run/secrets (needs /bin/sh in the image)
+)
 MAX_PARALLEL_STARTS = 8
 SETTLED_S = 60.0
 
@@ -104,7 +108,9 @@ class Reconciler:
         catalogue: Catalogue,
         owner_labels: Mapping[str, str] | None = None,
         interval: float = 10.0,
+        ring: KeyRing | None = None,
     ) -> None:
+        self._ring = ring
         self._owner_labels = dict(owner_labels or {})
         self._store = store
         self._runner = runner
@@ -114,6 +120,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._retry_at: dict[tuple[str, int], tuple[float, float]] = {}  # -> (when, delay)
         self._attempted: dict[str, int] = {}  # server -> the half-open position it acted on
+        self._rolling: set[str] = set()  # servers replacing a replica for new env credentials
         self.removing: set[str] = set()  # container ids being removed on purpose
 
     def poke(self) -> None:
@@ -154,6 +161,7 @@ class Reconciler:
             if r and self._owns(r.info.labels)
         ]
         recovering = self._recovery_attempts(models.health)
+        self._rolling = set()
         for key in [k for k in self._retry_at if k[0] in recovering]:
             del self._retry_at[key]  # the attempt does not wait out a backoff
         await self._record_vanished(actual)
@@ -178,9 +186,12 @@ class Reconciler:
             and self._attempted.get(server_id) != view.half_open_position
         }
 
-    def _may_start(self, state: health.HealthState, server_id: str, recovering: set[str]) -> bool:
-        """Closed: yes. Open: no automatic restarts. Half-open: only the one recovery attempt."""
-        circuit = state.circuit(server_id).state
+    def _may_start(self, models: ReadModels, server_id: str, recovering: set[str]) -> bool:
+        """Not while a required credential is missing. Then by the circuit: closed, yes; open,
+        no automatic restarts; half-open, only the one recovery attempt."""
+        if models.missing_credentials(server_id):
+            return False
+        circuit = models.health.circuit(server_id).state
         return circuit == "closed" or server_id in recovering
 
     # -- removing ----------------------------------------------------------------------------
@@ -195,13 +206,36 @@ class Reconciler:
             if reason is None and replica.server_id in recovering:
                 reason = self._recovery_reason(models, replica)
             elif reason is None and not replica.info.running:
-                may = self._may_start(models.health, replica.server_id, recovering)
+                may = self._may_start(models, replica.server_id, recovering)
                 reason = "exited" if may and self._may_retry(replica) else None
+            if reason is None:
+                reason = self._rolling_reason(models, replica, actual)
             if reason is None:
                 kept.append(replica)
                 continue
             await self._remove(replica, reason)
         return kept
+
+    def _rolling_reason(
+        self, models: ReadModels, replica: Replica, actual: list[Replica]
+    ) -> str | None:
+        """Env credentials changed: replace replicas that lack them one at a time, and only
+        while every other replica of the server is healthy, so 2+ replicas never all go."""
+        active = models.credentials.of(replica.server_id).active()
+        if active is None or not active.env_secrets() or not replica.info.running:
+            return None
+        if replica.server_id in self._rolling:
+            return None  # one replica at a time
+        if replica.info.labels.get("dtma.credentials-version") == str(active.version):
+            return None
+        siblings = [r for r in actual if r.server_id == replica.server_id and r is not replica]
+        if not all(self._healthy(models, r) for r in siblings):
+            return None
+        server = models.desired.servers.get(replica.server_id)
+        if server is None or len(siblings) + 1 < server.replicas:
+            return None  # one is already missing: wait for it first
+        self._rolling.add(replica.server_id)
+        return f"replaced to take credentials version {active.version} (rolling)"
 
     @staticmethod
     def _recovery_reason(models: ReadModels, replica: Replica) -> str | None:
@@ -277,9 +311,7 @@ class Reconciler:
         for group in desired.groups.values():
             graph = {s: desired.servers[s].spec.depends_on for s in group.servers}
             waiting = [
-                s
-                for s in dependencies.start_order(graph)
-                if self._may_start(models.health, s, recovering)
+                s for s in dependencies.start_order(graph) if self._may_start(models, s, recovering)
             ]
             while wave := [s for s in waiting if all(d in healthy for d in graph[s])]:
                 waiting = [s for s in waiting if s not in wave]
@@ -337,12 +369,16 @@ class Reconciler:
             "dtma.replica": str(replica),
             "dtma.generation": str(server.generation),
         }
+        version, secret_env = await self._env_credentials(spec.id)
+        if version is not None:
+            labels["dtma.credentials-version"] = str(version)
         name = container_name(group.id, spec.id, replica)
         container = ContainerSpec(
             name=name,
             image=spec.image,
             labels={**spec.labels, **labels},  # a legacy tool's name; DTMA's own labels win
-            env=dict(spec.env),
+            env={**spec.env, **secret_env},
+            secrets_tmpfs=SECRETS_TMPFS,
             command=list(spec.command) if spec.command is not None else None,
             network=network_name(group.id),
             aliases=[spec.id],
@@ -365,6 +401,7 @@ class Reconciler:
                     container_id=container_id,
                     name=name,
                     generation=server.generation,
+                    credentials_version=version,
                 ),
             )
             host_port = await self._docker.start_container(container_id)
@@ -400,6 +437,21 @@ class Reconciler:
             ),
         )
         return True
+
+    async def _env_credentials(self, server_id: str) -> tuple[int | None, dict[str, str]]:
+        """The current credential version and its `env` secrets, decrypted for this container
+        only (they go nowhere else: not into the log, not into a label)."""
+        active = self._runner.state(credentials.PROJECTION).of(server_id).active()
+        if active is None or self._ring is None:
+            return None, {}
+        try:
+            env = {
+                s.name: (await self._ring.decrypt(active.key_id, s.ciphertext)).decode()
+                for s in active.env_secrets()
+            }
+        except KeyringError:  # revoked meanwhile: start it without them
+            return None, {}
+        return active.version, env
 
     async def _initialised(
         self, desired: groups.GroupsState, group: groups.GroupState, server: groups.ServerState

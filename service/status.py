@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from projections import containers, groups, health, specs
+from projections import containers, credentials, groups, health, specs
 from projections.runner import ProjectionRunner
 
 LOOPBACK = "127.0.0.1"
@@ -18,6 +18,7 @@ class ReadModels:
     desired: groups.GroupsState
     observed: containers.ContainersState
     health: health.HealthState
+    credentials: credentials.CredentialsState = credentials.CredentialsState()
 
     @classmethod
     def of(cls, runner: ProjectionRunner) -> ReadModels:
@@ -25,7 +26,22 @@ class ReadModels:
             runner.state(groups.PROJECTION),
             runner.state(containers.PROJECTION),
             runner.state(health.PROJECTION),
+            runner.state(credentials.PROJECTION),
         )
+
+    def missing_credentials(self, server_id: str) -> list[str]:
+        """Names the server's `credentialRequirements` ask for that no current version has."""
+        server = self.desired.servers[server_id]
+        active = self.credentials.of(server_id).active()
+        have = set(active.names) if active else set()
+        return [r.name for r in server.spec.credential_requirements if r.name not in have]
+
+    def credentials_in_place(self, server_id: str, instance: containers.Instance) -> bool:
+        """The current file credentials are in this replica's container (or there are none)."""
+        active = self.credentials.of(server_id).active()
+        if active is None or not active.file_secrets():
+            return True
+        return active.applied.get(instance.replica) == instance.container_id
 
     def instance_health(self, server_id: str, instance: containers.Instance) -> str:
         """ "healthy", "unhealthy" or "starting": the probes' verdict on a running replica
@@ -34,6 +50,8 @@ class ReadModels:
             return "starting"
         if instance.state != "running":
             return "unhealthy"
+        if not self.credentials_in_place(server_id, instance):
+            return "starting"  # not healthy before its credentials are in
         if self.desired.servers[server_id].spec.health_check.type == "none":
             return "healthy"
         verdict = self.health.replica_health(server_id, instance.replica, instance.container_id)

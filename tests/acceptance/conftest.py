@@ -28,6 +28,7 @@ def service_settings(tmp_path: Path, owner_labels: dict[str, str]) -> Callable[.
         values: dict[str, Any] = {
             "auth_token": TOKEN,
             "database_url": f"sqlite:///{tmp_path / 'dtma.db'}",
+            "key_file": str(tmp_path / "dtma.key"),
             "owner_labels": owner_labels,
             "reconcile_interval_s": 1.0,
             **overrides,

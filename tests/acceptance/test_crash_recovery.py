@@ -44,6 +44,7 @@ class Service:
             "DTMA_PORT": str(self.port),
             "DTMA_OWNER_LABELS": labels,
             "DTMA_RECONCILE_INTERVAL": "1",
+            "DTMA_KEY_FILE": str(database.with_suffix(".key")),
         }
         self.process: asyncio.subprocess.Process | None = None
 

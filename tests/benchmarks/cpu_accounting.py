@@ -90,6 +90,11 @@ class Window:
         """CPU seconds as a percentage of one core over the window."""
         return 100 * cpu_s / self.seconds
 
+    def parts(self, process: str) -> dict[str, float | None]:
+        """CPU seconds by who spent them: the process (named so), Docker's, the containers."""
+        named = {name.replace("-", "_"): cpu_s for name, cpu_s in self.docker_s.items()}
+        return {process: self.process_s, **named, "containers": self.containers_s}
+
 
 def window(before: Snapshot, after: Snapshot) -> Window:
     docker: dict[str, float] = dict.fromkeys(DOCKER_COMMANDS, 0.0)

@@ -209,6 +209,29 @@ class DieWatcher:
         await self._adapter.close()
 
 
+class ForeignEvents:
+    """Docker events of managed containers that do not carry `owner`, counted while it runs:
+    every one wakes that service's listener, and a die or destroy its reconciler."""
+
+    def __init__(self, owner: dict[str, str]) -> None:
+        self.events = 0
+        self.deaths = 0  # die, destroy, oom
+        self._owner = owner
+        self._adapter = DockerAdapter()
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        async for event in self._adapter.events():
+            if any(event.labels.get(k) != v for k, v in self._owner.items()):
+                self.events += 1
+                self.deaths += event.action in ("die", "destroy", "oom")
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._adapter.close()
+
+
 # -- `dtma serve` as a process of its own ------------------------------------------------------
 
 

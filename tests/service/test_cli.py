@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from alembic.script import ScriptDirectory
 
 import migrations
+from eventstore import keyfile
 from projections import health
 from service.app import create_app
 from service.keys import runner_key
@@ -288,6 +290,49 @@ async def test_audit_verify_passes_then_fails_at_the_tampered_position(
     assert report["ok"] is False
     assert report["firstBadPosition"] == 2
     assert report["checked"] == 3
+
+
+# -- keys rotate -------------------------------------------------------------------------------
+
+
+async def test_keys_rotate_rewraps_every_data_key_and_prints_fingerprints_never_keys(
+    dtma: Callable[..., Awaitable[Finished]], tmp_path: Path, database_file: Path
+) -> None:
+    key_file = tmp_path / "dtma.key"
+
+    first = await dtma("keys", "rotate")
+    first_key = key_file.read_text().strip()
+    second = await dtma("keys", "rotate")
+
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert first.json()["fingerprint"] != first.json()["previous"]
+    assert second.json()["previous"] == first.json()["fingerprint"]
+    assert second.json()["fingerprint"] == keyfile.read_key(key_file).fingerprint
+    assert second.json()["rewrapped"] >= 1
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not keyfile.pending_path(key_file).exists()
+    with sqlite3.connect(database_file) as connection:
+        wrapped_by = connection.execute(
+            "SELECT DISTINCT master_fingerprint FROM data_keys WHERE wrapped IS NOT NULL"
+        ).fetchall()
+    assert wrapped_by == [(second.json()["fingerprint"],)]
+    printed = first.stdout + first.stderr + second.stdout + second.stderr
+    assert first_key not in printed and key_file.read_text().strip() not in printed
+
+
+async def test_keys_rotate_refuses_a_key_file_open_to_others_with_exit_1(
+    dtma: Callable[..., Awaitable[Finished]], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "dtma.key"
+    key_file.write_text(keyfile.MasterKey.generate().fingerprint.ljust(43, "A") + "=\n")
+    key_file.chmod(0o644)
+
+    result = await dtma("keys", "rotate")
+
+    assert result.returncode == 1
+    assert "0600" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert key_file.read_text().strip() not in result.stdout + result.stderr
 
 
 # -- serve and settings ------------------------------------------------------------------------

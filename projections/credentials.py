@@ -1,0 +1,154 @@
+"""Credential read model, a pure fold: each server's credential versions — names, modes,
+status, times and (until revoked) their ciphertext — never a plaintext value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from projections import events
+from projections.folds import Projection
+
+Status = Literal["pending", "injected", "failed", "retired", "revoked"]
+
+
+class Version(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    agent_id: str
+    key_id: str
+    secrets: tuple[events.SealedSecret, ...]  # emptied when revoked: forgotten
+    names: tuple[str, ...]
+    modes: dict[str, str]
+    status: Status = "pending"
+    injected_at: str
+    expires_at: str | None = None
+    applied: dict[int, str] = {}  # replica -> container id holding its file secrets
+    last_error: str | None = None
+    forgotten: bool = False
+
+    def file_secrets(self) -> tuple[events.SealedSecret, ...]:
+        return tuple(s for s in self.secrets if s.mode == "file")
+
+    def env_secrets(self) -> tuple[events.SealedSecret, ...]:
+        return tuple(s for s in self.secrets if s.mode == "env")
+
+
+class ServerCredentials(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    current: int | None = None
+    versions: dict[int, Version] = {}
+
+    def active(self) -> Version | None:
+        version = self.versions.get(self.current) if self.current is not None else None
+        return version if version is not None and not version.forgotten else None
+
+
+class CredentialsState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    servers: dict[str, ServerCredentials] = {}
+    stream_versions: dict[str, int] = {}  # of the credentials-<server> command streams
+
+    def of(self, server_id: str) -> ServerCredentials:
+        return self.servers.get(server_id, ServerCredentials())
+
+    def next_version(self, server_id: str) -> int:
+        return max(self.of(server_id).versions, default=0) + 1
+
+
+STREAM_PREFIX = "credentials-"
+
+
+def apply(state: CredentialsState, event: events.Event, at: events.Envelope) -> CredentialsState:
+    state = _fold(state, event, at)
+    if at.stream_id.startswith(STREAM_PREFIX):
+        versions = {**state.stream_versions, at.stream_id: at.version}
+        state = state.model_copy(update={"stream_versions": versions})
+    return state
+
+
+def _fold(state: CredentialsState, event: events.Event, at: events.Envelope) -> CredentialsState:
+    match event:
+        case events.CredentialsInjected():
+            server = state.of(event.server_id)
+            versions = {
+                number: v.model_copy(update={"status": "retired"})
+                if v.status in ("pending", "injected", "failed")
+                else v
+                for number, v in server.versions.items()
+            }
+            versions[event.version] = Version(
+                version=event.version,
+                agent_id=event.agent_id,
+                key_id=event.key_id,
+                secrets=event.secrets,
+                names=tuple(s.name for s in event.secrets),
+                modes={s.name: s.mode for s in event.secrets},
+                injected_at=at.recorded_at,
+                expires_at=event.expires_at,
+            )
+            return _put(
+                state, event.server_id, ServerCredentials(current=event.version, versions=versions)
+            )
+        case events.CredentialsApplied():
+            return _change(
+                state,
+                event.server_id,
+                event.version,
+                lambda v: {
+                    "applied": {**v.applied, event.replica: event.container_id},
+                    "status": "injected",
+                    "last_error": None,
+                },
+            )
+        case events.CredentialsFailed():
+            return _change(
+                state,
+                event.server_id,
+                event.version,
+                lambda _v: {"status": "failed", "last_error": event.reason},
+            )
+        case events.CredentialsRevoked():
+            server = state.of(event.server_id)
+            versions = {
+                number: v.model_copy(
+                    update={"status": "revoked", "secrets": (), "forgotten": True, "applied": {}}
+                )
+                if number in event.versions
+                else v
+                for number, v in server.versions.items()
+            }
+            return _put(state, event.server_id, server.model_copy(update={"versions": versions}))
+    return state
+
+
+def _put(state: CredentialsState, server_id: str, server: ServerCredentials) -> CredentialsState:
+    return state.model_copy(update={"servers": {**state.servers, server_id: server}})
+
+
+def _change(
+    state: CredentialsState,
+    server_id: str,
+    number: int,
+    changes: Callable[[Version], dict[str, object]],
+) -> CredentialsState:
+    server = state.of(server_id)
+    version = server.versions.get(number)
+    if version is None or version.forgotten:
+        return state
+    updated = version.model_copy(update=changes(version))
+    return _put(
+        state,
+        server_id,
+        server.model_copy(update={"versions": {**server.versions, number: updated}}),
+    )
+
+
+PROJECTION = Projection(
+    name="credentials", fold_version=1, state_type=CredentialsState, apply=apply
+)

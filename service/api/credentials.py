@@ -1,0 +1,72 @@
+"""Credential routes: inject, revoke, status (names, never values) and the public key that
+backends seal values to."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from projections import credentials as read_model
+from service import commands, credentials
+from service.api.servers import path_id
+from service.api.wire import command_meta, read_command, wait_min_position
+from service.keys import backend_key, context_key, ring_key, runner_key
+
+ACCEPTED = 202
+
+
+async def inject(request: web.Request) -> web.Response:
+    command, body = await read_command(request, commands.InjectCredentials)
+    ring = request.app[ring_key]
+    keyed = credentials.keyed_request_hash(
+        await ring.box_keypair(), request.method, request.path_qs, body
+    )
+    meta = replace(command_meta(request, b""), request_hash=keyed)
+    backend = request.app.get(backend_key)
+    answer = await credentials.inject(request.app[context_key], ring, command, meta, backend)
+    return web.json_response(answer, status=ACCEPTED)
+
+
+async def rotate(request: web.Request) -> web.Response:
+    command, body = await read_command(request, commands.RotateCredentials)
+    ring = request.app[ring_key]
+    keyed = credentials.keyed_request_hash(
+        await ring.box_keypair(), request.method, request.path_qs, body
+    )
+    meta = replace(command_meta(request, b""), request_hash=keyed)
+    backend = request.app.get(backend_key)
+    answer = await credentials.rotate(request.app[context_key], ring, command, meta, backend)
+    return web.json_response(answer, status=ACCEPTED)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    command = commands.RevokeCredentials(mcp_server_id=path_id(request))
+    ring = request.app[ring_key]
+    answer = await credentials.revoke(
+        request.app[context_key], ring, command, command_meta(request, b"")
+    )
+    return web.json_response(answer, status=ACCEPTED)
+
+
+async def status(request: web.Request) -> web.Response:
+    runner = request.app[runner_key]
+    await wait_min_position(request, runner)
+    state = runner.state(read_model.PROJECTION)
+    return web.json_response(credentials.status_json(state, datetime.now(UTC)))
+
+
+async def public_key(request: web.Request) -> web.Response:
+    private = await request.app[ring_key].box_keypair()
+    encoded = base64.b64encode(bytes(private.public_key)).decode()
+    return web.json_response({"publicKey": encoded, "algorithm": "X25519 SealedBox (libsodium)"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/credentials/inject", inject)
+    app.router.add_put("/credentials/rotate", rotate)
+    app.router.add_get("/credentials/status", status)
+    app.router.add_get("/credentials/public-key", public_key)
+    app.router.add_delete("/credentials/{id}", revoke)

@@ -1,0 +1,154 @@
+"""The credential injector: puts each server's current file secrets into every running replica
+(no restart), records which replicas hold the current version (env secrets arrive with a new
+container, which the reconciler starts), and takes revoked files out again.
+
+Level-triggered like the reconciler: after every new event it compares what the credentials
+projection says each container holds with what it should hold. Plaintext exists only between
+a decrypt and the write into the container."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from eventstore.catalogue import Catalogue
+from eventstore.errors import StoreError
+from eventstore.keyring import KeyRing, KeyringError
+from eventstore.store import EventStore
+from projections import containers, credentials, events
+from projections.runner import ProjectionRunner
+from service import errors
+from service.docker import DockerAdapter
+
+logger = logging.getLogger(__name__)
+
+RETRY_S = 5.0
+SERVER_STREAM = "server-"  # service.reconciler.server_stream
+
+
+class CredentialInjector:
+    def __init__(
+        self,
+        store: EventStore,
+        runner: ProjectionRunner,
+        docker: DockerAdapter,
+        ring: KeyRing,
+        catalogue: Catalogue,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._docker = docker
+        self._ring = ring
+        self._catalogue = catalogue
+        self._failed: dict[tuple[str, int, str], float] = {}  # (server, version, container)
+
+    async def run(self) -> None:
+        revoked = asyncio.create_task(self._follow_revocations(), name="dtma-credential-revoker")
+        try:
+            while True:
+                try:
+                    await self.inject_once()
+                except (errors.ServiceError, StoreError) as exc:
+                    logger.warning(
+                        "credential injection paused: %s", exc.args[0] if exc.args else exc
+                    )
+                await self._runner.wait_for(self._runner.position + 1, within=RETRY_S)
+        finally:
+            revoked.cancel()
+            await asyncio.gather(revoked, return_exceptions=True)
+
+    async def inject_once(self) -> None:
+        state = self._runner.state(credentials.PROJECTION)
+        observed = self._runner.state(containers.PROJECTION)
+        now = asyncio.get_running_loop().time()
+        for server_id, server in state.servers.items():
+            version = server.active()
+            if version is None:
+                continue
+            for instance in observed.of(server_id):
+                cid = instance.container_id
+                if instance.state != "running" or cid is None:
+                    continue
+                if version.applied.get(instance.replica) == cid:
+                    continue
+                if version.env_secrets() and instance.credentials_version != version.version:
+                    continue  # started without them: the reconciler replaces it
+                if self._failed.get((server_id, version.version, cid), 0.0) > now:
+                    continue
+                await self._apply(server_id, version, instance.replica, cid)
+
+    async def _apply(
+        self, server_id: str, version: credentials.Version, replica: int, container_id: str
+    ) -> None:
+        try:
+            for secret in version.file_secrets():
+                value = await self._ring.decrypt(version.key_id, secret.ciphertext)
+                await self._docker.write_secret_file(container_id, secret.name, value)
+        except (errors.ServiceError, KeyringError) as exc:
+            reason = f"could not write the files into replica {replica}: {type(exc).__name__}"
+            if isinstance(exc, errors.ServiceError):
+                reason = f"could not write the files into replica {replica}: {exc.message}"
+            self._failed[(server_id, version.version, container_id)] = (
+                asyncio.get_running_loop().time() + RETRY_S
+            )
+            await self._append(
+                events.CredentialsFailed(
+                    server_id=server_id,
+                    version=version.version,
+                    reason=reason,
+                    replica=replica,
+                    container_id=container_id,
+                )
+            )
+            return
+        await self._append(
+            events.CredentialsApplied(
+                server_id=server_id,
+                version=version.version,
+                replica=replica,
+                container_id=container_id,
+                names=version.names,
+            )
+        )
+
+    async def _follow_revocations(self) -> None:
+        """Take the files of revoked versions out of every running replica, as it happens."""
+        position = self._runner.position
+        while True:
+            try:
+                async for recorded in self._store.subscribe(position):
+                    position = recorded.position
+                    if recorded.type == "CredentialsRevoked":
+                        event = cast(events.CredentialsRevoked, self._catalogue.decode(recorded))
+                        await self._remove_files(event)
+            except (errors.ServiceError, StoreError) as exc:
+                logger.warning("credential revocation paused: %s", exc)
+                await asyncio.sleep(RETRY_S)
+
+    async def _remove_files(self, event: events.CredentialsRevoked) -> None:
+        await self._runner.wait_for(self._runner.position + 0, within=5.0)
+        server = self._runner.state(credentials.PROJECTION).of(event.server_id)
+        names = {n for v in event.versions if (ver := server.versions.get(v)) for n in ver.names}
+        modes = {
+            n: m
+            for v in event.versions
+            if (ver := server.versions.get(v))
+            for n, m in ver.modes.items()
+        }
+        observed = self._runner.state(containers.PROJECTION)
+        for instance in observed.of(event.server_id):
+            if instance.state != "running" or instance.container_id is None:
+                continue
+            for name in sorted(n for n in names if modes.get(n) == "file"):
+                await self._docker.remove_secret_file(instance.container_id, name)
+        for key_id in event.key_ids:  # the command destroyed them; a crash in between did not
+            await self._ring.destroy(key_id)
+
+    async def _append(self, event: events.CredentialsApplied | events.CredentialsFailed) -> None:
+        await self._store.append(
+            SERVER_STREAM + event.server_id,
+            [self._catalogue.to_new_event(event)],
+            None,
+            metadata={"actor": "system"},
+        )

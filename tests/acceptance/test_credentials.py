@@ -1,0 +1,354 @@
+"""Credentials end to end: injected into running replicas on a real Docker engine, rotated,
+revoked by crypto-shredding — and their bytes nowhere they should not be."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from nacl.public import PublicKey, SealedBox
+
+from eventstore.keyring import KeyDestroyedError
+from service.app import create_app
+from service.docker import DockerAdapter
+from service.keys import ring_key
+from service.settings import Settings
+from tests.acceptance.conftest import sweep
+from tests.acceptance.test_health import FAST_PROBES, log_of, until_healthy
+from tests.acceptance.test_orchestration import containers_of, status_of
+from tests.conftest import AUTH
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.docker
+
+
+class Recorder:
+    """Every answer the service gave, so a test can search them for a secret's bytes."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.bodies: list[bytes] = []
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = await self.client.request(method, path, json=body, headers=AUTH)
+        raw = await response.read()
+        self.bodies.append(raw)
+        return response.status, (await response.json()) if raw else None
+
+
+def secret_value() -> str:
+    return f"s3cret-{secrets.token_hex(16)}"
+
+
+async def deploy(
+    recorder: Recorder, server_id: str, image: str, replicas: int, **extra: Any
+) -> int:
+    spec = {"id": server_id, "image": image, "replicas": replicas, "healthCheck": FAST_PROBES}
+    status, answer = await recorder.call(
+        "POST", "/mcp-servers/deploy", {"groupId": server_id, "mcpServers": [{**spec, **extra}]}
+    )
+    assert status == 202, answer
+    position: int = answer["position"]
+    await until_healthy(recorder.client, server_id, position, replicas=replicas)
+    return position
+
+
+async def credential_status(recorder: Recorder, server_id: str) -> dict[str, Any]:
+    status, listed = await recorder.call("GET", "/credentials/status")
+    assert status == 200
+    return next(c for c in listed if c["mcpServerId"] == server_id)
+
+
+async def until_status(recorder: Recorder, server_id: str, wanted: str, version: int) -> None:
+    async def reached() -> bool | None:
+        found = await credential_status(recorder, server_id)
+        return True if (found["status"], found["version"]) == (wanted, version) else None
+
+    await wait_until(reached, 60)
+
+
+async def files_in(
+    docker: DockerAdapter, owner: dict[str, str], server_id: str, name: str
+) -> list[bytes | None]:
+    return [
+        await docker.read_file(c.id, f"/run/secrets/{name}")
+        for c in await containers_of(docker, owner, server_id)
+    ]
+
+
+async def test_file_credentials_reach_every_replica_without_a_restart_rotate_and_are_shredded(
+    service: Any,
+    mcp_image: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    recorder = Recorder(service)
+    first, second = secret_value(), secret_value()
+    await deploy(recorder, "files", mcp_image, replicas=2)
+    before = {c.id: c.started_at for c in await containers_of(docker, owner_labels, "files")}
+
+    status, answer = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {
+            "mcpServerId": "files",
+            "agentId": "agent-7",
+            "credentials": {"apiKeys": [{"name": "token.txt", "value": first, "mode": "file"}]},
+        },
+    )
+    assert status == 202 and answer["version"] == 1
+    await until_status(recorder, "files", "injected", 1)
+    assert await files_in(docker, owner_labels, "files", "token.txt") == [first.encode()] * 2
+    after = {c.id: c.started_at for c in await containers_of(docker, owner_labels, "files")}
+    assert after == before  # the same containers, never restarted
+
+    status, answer = await recorder.call(
+        "PUT",
+        "/credentials/rotate",
+        {
+            "mcpServerId": "files",
+            "credentials": {"apiKeys": [{"name": "token.txt", "value": second, "mode": "file"}]},
+        },
+    )
+    assert status == 202 and answer["version"] == 2
+    await until_status(recorder, "files", "injected", 2)
+    assert await files_in(docker, owner_labels, "files", "token.txt") == [second.encode()] * 2
+    listed = await credential_status(recorder, "files")
+    assert (listed["agentId"], listed["names"], listed["modes"]) == (
+        "agent-7",
+        ["token.txt"],
+        {"token.txt": "file"},
+    )
+
+    log = await log_of(service, "files")
+    status, answer = await recorder.call("DELETE", "/credentials/files")
+    assert status == 202 and answer["versions"] == [1, 2]
+
+    async def gone() -> bool | None:
+        contents = await files_in(docker, owner_labels, "files", "token.txt")
+        return True if all(not c for c in contents) else None
+
+    await wait_until(gone, 30)
+    await until_status(recorder, "files", "revoked", 2)
+    ring = service.app[ring_key]
+    events_log = await recorder.call("GET", "/events?limit=1000")
+    injected = [e for e in events_log[1]["events"] if e["type"] == "CredentialsInjected"]
+    assert len(injected) == 2
+    for event in injected:
+        with pytest.raises(KeyDestroyedError):
+            await ring.decrypt(event["data"]["key_id"], event["data"]["secrets"][0]["ciphertext"])
+    status, verified = await recorder.call("GET", "/audit/verify")
+    assert verified["ok"] is True
+    assert any(e["type"] == "CredentialsApplied" for e in log)
+
+    assert_nowhere([first, second], recorder, tmp_path, caplog)
+    for container in await containers_of(docker, owner_labels, "files"):
+        inspected = await docker.inspect_raw(container.id)
+        assert first not in inspected and second not in inspected
+
+
+def assert_nowhere(
+    values: list[str], recorder: Recorder, directory: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not in any answer, not in the service's log output, not in the SQLite file or its WAL."""
+    stored = b"".join(p.read_bytes() for p in directory.glob("dtma.db*"))
+    logged = caplog.text.encode()
+    for value in values:
+        for encoded in (value.encode(), base64.b64encode(value.encode())):
+            assert not any(encoded in body for body in recorder.bodies)
+            assert encoded not in logged
+            assert encoded not in stored
+
+
+async def test_a_sealed_value_is_opened_only_by_the_service(
+    service: Any, mcp_image: str, docker: DockerAdapter, owner_labels: dict[str, str]
+) -> None:
+    recorder = Recorder(service)
+    await deploy(recorder, "sealed", mcp_image, replicas=1)
+    status, key = await recorder.call("GET", "/credentials/public-key")
+    assert status == 200
+    value = secret_value()
+    sealed = SealedBox(PublicKey(base64.b64decode(key["publicKey"]))).encrypt(value.encode())
+
+    status, _ = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {
+            "mcpServerId": "sealed",
+            "agentId": "agent-1",
+            "credentials": {
+                "certificates": [
+                    {"name": "client.pem", "pem": {"sealed": base64.b64encode(sealed).decode()}}
+                ]
+            },
+        },
+    )
+
+    assert status == 202
+    await until_status(recorder, "sealed", "injected", 1)
+    assert await files_in(docker, owner_labels, "sealed", "client.pem") == [value.encode()]
+    garbage = {"sealed": base64.b64encode(b"x" * 64).decode()}
+    status, refused = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {
+            "mcpServerId": "sealed",
+            "agentId": "a",
+            "credentials": {"apiKeys": [{"name": "K", "value": garbage}]},
+        },
+    )
+    assert status == 422 and refused["error"]["details"][0]["field"].endswith("value")
+
+
+async def test_names_that_are_paths_are_refused_and_nothing_is_recorded(
+    service: Any, mcp_image: str
+) -> None:
+    recorder = Recorder(service)
+    await deploy(recorder, "names", mcp_image, replicas=1)
+    for name in ("../etc/passwd", "a/b", "", ".", "x y"):
+        status, answer = await recorder.call(
+            "POST",
+            "/credentials/inject",
+            {
+                "mcpServerId": "names",
+                "agentId": "a",
+                "credentials": {"apiKeys": [{"name": name, "value": "v", "mode": "file"}]},
+            },
+        )
+        assert status == 422, (name, answer)
+    assert not [e for e in await log_of(service, "names") if e["type"].startswith("Credentials")]
+    status, listed = await recorder.call("GET", "/credentials/status")
+    assert listed == []
+
+
+async def test_env_credentials_roll_through_replicas_with_one_always_healthy(
+    service: Any, mcp_image: str, docker: DockerAdapter, owner_labels: dict[str, str]
+) -> None:
+    recorder = Recorder(service)
+    await deploy(recorder, "envs", mcp_image, replicas=2)
+    value = secret_value()
+
+    status, answer = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {
+            "mcpServerId": "envs",
+            "agentId": "a",
+            "credentials": {"apiKeys": [{"name": "API_KEY", "value": value}]},
+        },
+    )
+    assert status == 202
+
+    lowest = 2
+
+    async def rolled() -> bool | None:
+        nonlocal lowest
+        server = await status_of(service, "envs")
+        lowest = min(lowest, server["healthyReplicas"])
+        found = await credential_status(recorder, "envs")
+        done = found["status"] == "injected" and found["appliedTo"] == [1, 2]
+        return True if done and server["healthyReplicas"] == 2 else None
+
+    await wait_until(rolled, 120)
+
+    assert lowest >= 1  # never all replicas down at once
+    for container in await containers_of(docker, owner_labels, "envs"):
+        assert container.labels["dtma.credentials-version"] == "1"
+        assert f"API_KEY={value}" in await docker.inspect_raw(container.id)
+
+
+async def test_a_server_that_requires_credentials_waits_for_them(
+    service: Any, mcp_image: str, docker: DockerAdapter, owner_labels: dict[str, str]
+) -> None:
+    recorder = Recorder(service)
+    spec = {
+        "id": "needy",
+        "image": mcp_image,
+        "healthCheck": FAST_PROBES,
+        "credentialRequirements": [{"name": "GITHUB_TOKEN", "mode": "env"}],
+    }
+    status, answer = await recorder.call(
+        "POST", "/mcp-servers/deploy", {"groupId": "needy", "mcpServers": [spec]}
+    )
+    assert status == 202
+    deployed = answer["position"]
+    pending = await status_of(service, "needy", deployed)
+    assert pending["status"] == "pending"
+    status, report = await recorder.call("GET", f"/health/comprehensive?minPosition={deployed}")
+    actions = [a for a in report["recommendedActions"] if a["mcpServerId"] == "needy"]
+    assert actions and actions[0]["action"] == "inject_credentials"
+    assert "GITHUB_TOKEN" in actions[0]["reason"]
+    assert await containers_of(docker, owner_labels, "needy") == []
+
+    status, _ = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {
+            "mcpServerId": "needy",
+            "agentId": "a",
+            "credentials": {"apiKeys": [{"name": "GITHUB_TOKEN", "value": secret_value()}]},
+        },
+    )
+    assert status == 202
+    await until_healthy(service, "needy", deployed)
+
+
+async def test_credentials_come_from_the_backend_when_the_body_has_none(
+    aiohttp_client: Callable[..., Any],
+    aiohttp_server: Callable[..., Any],
+    service_settings: Callable[..., Settings],
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    mcp_image: str,
+) -> None:
+    value = secret_value()
+    asked: list[dict[str, Any]] = []
+
+    async def credentials(request: web.Request) -> web.Response:
+        asked.append(await request.json())
+        return web.json_response({"secrets": {"token.txt": value, "UNSET": None}})
+
+    backend_app = web.Application()
+    backend_app.router.add_post("/get-agent-tool-credentials", credentials)
+    backend_app.router.add_post("/heartbeat", lambda _r: web.json_response({}))
+    backend = await aiohttp_server(backend_app)
+    client = await aiohttp_client(
+        create_app(
+            service_settings(backend_url=str(backend.make_url("")), heartbeat_interval_s=3600)
+        )
+    )
+    try:
+        recorder = Recorder(client)
+        spec = {
+            "id": "fetched",
+            "image": mcp_image,
+            "healthCheck": FAST_PROBES,
+            "credentialRequirements": [{"name": "token.txt", "mode": "file"}],
+        }
+        status, answer = await recorder.call(
+            "POST", "/mcp-servers/deploy", {"groupId": "fetched", "mcpServers": [spec]}
+        )
+        assert status == 202
+
+        status, answer = await recorder.call(
+            "POST", "/credentials/inject", {"mcpServerId": "fetched", "agentId": "agent-9"}
+        )
+
+        assert status == 202, answer
+        assert asked == [{"agentId": "agent-9", "accountToolInstanceId": "fetched"}]
+        await until_status(recorder, "fetched", "injected", 1)
+        assert await files_in(docker, owner_labels, "fetched", "token.txt") == [value.encode()]
+        listed = await credential_status(recorder, "fetched")
+        assert listed["names"] == ["token.txt"]
+    finally:
+        await client.close()
+        await sweep(docker, owner_labels)
