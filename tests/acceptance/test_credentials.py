@@ -62,13 +62,14 @@ async def deploy(
 async def credential_status(recorder: Recorder, server_id: str) -> dict[str, Any]:
     status, listed = await recorder.call("GET", "/credentials/status")
     assert status == 200
-    return next(c for c in listed if c["mcpServerId"] == server_id)
+    found: dict[str, Any] = next((c for c in listed if c["mcpServerId"] == server_id), {})
+    return found
 
 
 async def until_status(recorder: Recorder, server_id: str, wanted: str, version: int) -> None:
     async def reached() -> bool | None:
         found = await credential_status(recorder, server_id)
-        return True if (found["status"], found["version"]) == (wanted, version) else None
+        return True if (found.get("status"), found.get("version")) == (wanted, version) else None
 
     await wait_until(reached, 60)
 
@@ -317,9 +318,12 @@ async def test_credentials_come_from_the_backend_when_the_body_has_none(
         asked.append(await request.json())
         return web.json_response({"secrets": {"token.txt": value, "UNSET": None}})
 
+    async def heartbeat(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
     backend_app = web.Application()
     backend_app.router.add_post("/get-agent-tool-credentials", credentials)
-    backend_app.router.add_post("/heartbeat", lambda _r: web.json_response({}))
+    backend_app.router.add_post("/heartbeat", heartbeat)
     backend = await aiohttp_server(backend_app)
     client = await aiohttp_client(
         create_app(
