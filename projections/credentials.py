@@ -20,7 +20,10 @@ class Version(BaseModel):
     version: int
     agent_id: str
     key_id: str
-    secrets: tuple[events.SealedSecret, ...]  # emptied when revoked: forgotten
+    secrets: tuple[events.SealedSecret, ...]  # emptied when revoked or retired: forgotten
+    oauth: tuple[events.OAuthGrant, ...] = ()
+    oauth_errors: dict[str, str] = {}  # provider -> why its last token request failed
+    source: str = "request"
     names: tuple[str, ...]
     modes: dict[str, str]
     status: Status = "pending"
@@ -91,6 +94,8 @@ def _fold(state: CredentialsState, event: events.Event, at: events.Envelope) -> 
                 modes={s.name: s.mode for s in event.secrets},
                 injected_at=at.recorded_at,
                 expires_at=event.expires_at,
+                oauth=event.oauth,
+                source=event.source,
             )
             return _put(
                 state, event.server_id, ServerCredentials(current=event.version, versions=versions)
@@ -113,18 +118,37 @@ def _fold(state: CredentialsState, event: events.Event, at: events.Envelope) -> 
                 event.version,
                 lambda _v: {"status": "failed", "last_error": event.reason},
             )
+        case events.OAuthRefreshFailed():
+            return _change(
+                state,
+                event.server_id,
+                event.version,
+                lambda v: {"oauth_errors": {**v.oauth_errors, event.provider: event.reason}},
+            )
         case events.CredentialsRevoked():
-            server = state.of(event.server_id)
-            versions = {
-                number: v.model_copy(
-                    update={"status": "revoked", "secrets": (), "forgotten": True, "applied": {}}
-                )
-                if number in event.versions
-                else v
-                for number, v in server.versions.items()
-            }
-            return _put(state, event.server_id, server.model_copy(update={"versions": versions}))
+            return _forget(state, event.server_id, event.versions, "revoked")
+        case events.CredentialsRetired():
+            return _forget(state, event.server_id, event.versions, "retired")
     return state
+
+
+def _forget(
+    state: CredentialsState, server_id: str, numbers: tuple[int, ...], status: Status
+) -> CredentialsState:
+    """Their keys are destroyed: keep names and times, drop the ciphertext nothing can open."""
+    server = state.of(server_id)
+    forgotten: dict[str, object] = {
+        "status": status,
+        "secrets": (),
+        "oauth": (),
+        "forgotten": True,
+        "applied": {},
+    }
+    versions = {
+        number: v.model_copy(update=forgotten) if number in numbers else v
+        for number, v in server.versions.items()
+    }
+    return _put(state, server_id, server.model_copy(update={"versions": versions}))
 
 
 def _put(state: CredentialsState, server_id: str, server: ServerCredentials) -> CredentialsState:

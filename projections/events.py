@@ -188,8 +188,24 @@ class SealedSecret(BaseModel):
 
     name: str
     mode: Literal["env", "file"]
-    kind: Literal["api_key", "certificate"]
+    kind: Literal["api_key", "certificate", "oauth_access_token"]
     ciphertext: str
+    expires_at: str | None = None  # an OAuth access token's expiry
+
+
+class OAuthGrant(BaseModel):
+    """How to obtain a provider's access tokens; the client secret and refresh token are
+    ciphertext under the version's data key, like every secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    client_id: str
+    scopes: tuple[str, ...] = ()
+    token_endpoint: str
+    client_secret: str
+    refresh_token: str | None = None
+    mode: Literal["env", "file"] = "file"
 
 
 class CredentialsInjected(Event):
@@ -201,8 +217,9 @@ class CredentialsInjected(Event):
     version: int
     key_id: str
     secrets: tuple[SealedSecret, ...]
-    source: Literal["request", "backend"] = "request"
+    source: Literal["request", "backend", "oauth", "expiry"] = "request"
     expires_at: str | None = None
+    oauth: tuple[OAuthGrant, ...] = ()
 
 
 class CredentialsApplied(Event):
@@ -223,6 +240,23 @@ class CredentialsFailed(Event):
     reason: str
     replica: int | None = None
     container_id: str | None = None
+
+
+class OAuthRefreshFailed(Event):
+    """Obtaining a provider's access token failed; retried with backoff. Never a value."""
+
+    server_id: str
+    version: int
+    provider: str
+    reason: str
+
+
+class CredentialsRetired(Event):
+    """Older versions, replaced everywhere by a newer one, are forgotten: keys destroyed."""
+
+    server_id: str
+    versions: tuple[int, ...]
+    key_ids: tuple[str, ...]
 
 
 class CredentialsRevoked(Event):
@@ -256,5 +290,7 @@ for _model in (
     CredentialsApplied,
     CredentialsFailed,
     CredentialsRevoked,
+    CredentialsRetired,
+    OAuthRefreshFailed,
 ):
     CATALOGUE.register(_model)

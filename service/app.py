@@ -44,6 +44,7 @@ from service.keys import (
 )
 from service.listener import DockerListener
 from service.middlewares import auth_middleware, error_middleware
+from service.oauth import Refresher
 from service.reconciler import Reconciler
 from service.settings import Settings
 from service.status import ReadModels
@@ -133,6 +134,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
     monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
+    refresher = Refresher(app[context_key], app[ring_key], app.get(backend_key))
     injector = CredentialInjector(
         app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
     )
@@ -143,6 +145,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(listener.run(), name="dtma-docker-listener"),
         asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
         asyncio.create_task(injector.run(), name="dtma-credential-injector"),
+        asyncio.create_task(refresher.run(), name="dtma-credential-refresher"),
     ]
     if (client := app.get(backend_key)) is not None:
         runner = app[runner_key]

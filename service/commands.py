@@ -156,8 +156,23 @@ class CertificateSpec(Command):
     pem: SecretValue
 
 
+class OAuthProviderSpec(Command):
+    """Tokens obtained (refresh-token grant, or client credentials without a refresh token) and
+    injected as OAUTH_<PROVIDER>_ACCESS_TOKEN."""
+
+    provider: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}$")]
+    client_id: Annotated[str, Field(min_length=1, max_length=500)]
+    client_secret: SecretValue
+    scopes: Annotated[
+        list[Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,200}$")]], Field(max_length=50)
+    ] = []
+    token_endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]{1,2000}$")]
+    refresh_token: SecretValue | None = None
+
+
 class CredentialsSpec(Command):
     api_keys: Annotated[list[ApiKeySpec], Field(max_length=64)] = []
+    oauth_providers: Annotated[list[OAuthProviderSpec], Field(max_length=16)] = []
     certificates: Annotated[list[CertificateSpec], Field(max_length=16)] = []
 
 

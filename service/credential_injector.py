@@ -66,17 +66,43 @@ class CredentialInjector:
             version = server.active()
             if version is None:
                 continue
+            pending = False
             for instance in observed.of(server_id):
                 cid = instance.container_id
                 if instance.state != "running" or cid is None:
                     continue
                 if version.applied.get(instance.replica) == cid:
                     continue
+                pending = True
                 if version.env_secrets() and instance.credentials_version != version.version:
                     continue  # started without them: the reconciler replaces it
                 if self._failed.get((server_id, version.version, cid), 0.0) > now:
                     continue
                 await self._apply(server_id, version, instance.replica, cid)
+            if not pending:
+                await self._retire_older(server_id, server, version.version)
+
+    async def _retire_older(
+        self, server_id: str, server: credentials.ServerCredentials, current: int
+    ) -> None:
+        """Once every running replica holds the current version, older ones are forgotten:
+        their data keys are destroyed, as for a revocation."""
+        older = [v for n, v in server.versions.items() if n < current and not v.forgotten]
+        if not older:
+            return
+        retired = events.CredentialsRetired(
+            server_id=server_id,
+            versions=tuple(v.version for v in older),
+            key_ids=tuple(v.key_id for v in older),
+        )
+        await self._store.append(
+            SERVER_STREAM + server_id,
+            [self._catalogue.to_new_event(retired)],
+            None,
+            metadata={"actor": "system"},
+        )
+        for key_id in retired.key_ids:
+            await self._ring.destroy(key_id)
 
     async def _apply(
         self, server_id: str, version: credentials.Version, replica: int, container_id: str

@@ -4,24 +4,22 @@ under a fresh data key per version, and the request hash kept for idempotency is
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
+from nacl.public import PrivateKey
 
 from eventstore.keyring import KeyRing
 from projections import credentials, events, groups
 from service import commands, errors
+from service import credential_values as values
 from service.backend import BackendClient, BackendError
 from service.handlers import CommandContext, CommandMeta, replay_if_known
 
 STREAM_PREFIX = credentials.STREAM_PREFIX
-Secret = tuple[str, Literal["env", "file"], Literal["api_key", "certificate"], bytes]
+Source = Literal["request", "backend", "oauth", "expiry"]
 
 
 def stream_of(server_id: str) -> str:
@@ -32,59 +30,6 @@ def keyed_request_hash(private: PrivateKey, method: str, path: str, body: bytes)
     """Like the plain request hash, but keyed: a body with secrets leaves no guessable trace."""
     message = b"\n".join([method.encode(), path.encode(), body])
     return hmac.new(bytes(private), message, hashlib.sha256).hexdigest()
-
-
-def plaintexts(spec: commands.CredentialsSpec, private: PrivateKey) -> list[Secret]:
-    """(name, mode, kind, value) for every secret, sealed values opened. 422 names the field of
-    a sealed value that does not open, or a name given twice; never a value."""
-    found: list[Secret] = []
-    for index, key in enumerate(spec.api_keys):
-        value = _open(key.value, private, f"credentials.apiKeys.{index}.value")
-        found.append((key.name, key.mode, "api_key", value))
-    for index, cert in enumerate(spec.certificates):
-        value = _open(cert.pem, private, f"credentials.certificates.{index}.pem")
-        found.append((cert.name, "file", "certificate", value))
-    for name, mode, _kind, value in found:
-        if mode == "env" and not _env_safe(value):
-            raise errors.ValidationFailedError(
-                "an env credential must be UTF-8 text without NUL",
-                details=[{"field": "credentials", "message": f"{name!r} cannot be a variable"}],
-            )
-    names = [name for name, *_ in found]
-    if duplicates := sorted({n for n in names if names.count(n) > 1}):
-        raise errors.ValidationFailedError(
-            "each credential name may appear once",
-            details=[
-                {"field": "credentials", "message": f"{n!r} is given twice"} for n in duplicates
-            ],
-        )
-    if not found:
-        raise errors.ValidationFailedError(
-            "no credentials given",
-            details=[
-                {"field": "credentials", "message": "give at least one apiKey or certificate"}
-            ],
-        )
-    return found
-
-
-def _env_safe(value: bytes) -> bool:
-    try:
-        return "\x00" not in value.decode()
-    except UnicodeDecodeError:
-        return False
-
-
-def _open(value: str | commands.Sealed, private: PrivateKey, field: str) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    try:
-        return SealedBox(private).decrypt(base64.b64decode(value.sealed, validate=True))
-    except (CryptoError, binascii.Error, ValueError):
-        raise errors.ValidationFailedError(
-            "a sealed value could not be opened with this service's key",
-            details=[{"field": field, "message": "not sealed to GET /credentials/public-key"}],
-        ) from None
 
 
 def expiry(text: str | None) -> str | None:
@@ -161,35 +106,50 @@ async def inject(
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
-    source: Literal["request", "backend"] = "request"
+    source: Source = "request"
     spec = command.credentials
     if spec is None:
         spec, source = await fetched(backend, server, command.agent_id), "backend"
-    private = await ring.box_keypair()
-    secrets = plaintexts(spec, private)
-    expires_at = expiry(command.expiration_time)
-    key_id = await ring.create()
-    sealed = tuple(
-        [
-            events.SealedSecret(
-                name=name, mode=mode, kind=kind, ciphertext=await ring.encrypt(key_id, value)
-            )
-            for name, mode, kind, value in secrets
-        ]
+    modes = {r.name: r.mode for r in server.spec.credential_requirements}
+    version = values.from_request(spec, await ring.box_keypair(), modes)
+    return await record_version(
+        ctx,
+        ring,
+        command.mcp_server_id,
+        command.agent_id,
+        version,
+        source,
+        expiry(command.expiration_time),
+        meta,
     )
+
+
+async def record_version(
+    ctx: CommandContext,
+    ring: KeyRing,
+    server_id: str,
+    agent_id: str,
+    version: values.PlainVersion,
+    source: Source,
+    expires_at: str | None,
+    meta: CommandMeta,
+) -> dict[str, Any]:
+    """Seal `version` under a fresh data key and append it as the server's next version."""
+    key_id, secrets, grants = await values.seal(ring, version)
     state = ctx.runner.state(credentials.PROJECTION)
-    version = state.next_version(command.mcp_server_id)
+    number = state.next_version(server_id)
     event = events.CredentialsInjected(
-        server_id=command.mcp_server_id,
-        agent_id=command.agent_id,
-        version=version,
+        server_id=server_id,
+        agent_id=agent_id,
+        version=number,
         key_id=key_id,
-        secrets=sealed,
+        secrets=secrets,
         source=source,
         expires_at=expires_at,
+        oauth=grants,
     )
-    answer = {"mcpServerId": command.mcp_server_id, "version": version}
-    stream = stream_of(command.mcp_server_id)
+    answer = {"mcpServerId": server_id, "version": number}
+    stream = stream_of(server_id)
     appended = await ctx.store.append(
         stream,
         [ctx.catalogue.to_new_event(event)],
@@ -273,6 +233,7 @@ def status_json(state: credentials.CredentialsState, now: datetime) -> list[dict
             "%Y-%m-%dT%H:%M:%S.%fZ"
         )
         status = "expired" if expired and version.status != "revoked" else version.status
+        tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
         found.append(
             {
                 "mcpServerId": server_id,
@@ -285,6 +246,15 @@ def status_json(state: credentials.CredentialsState, now: datetime) -> list[dict
                 "expiresAt": version.expires_at,
                 "appliedTo": sorted(version.applied),
                 "lastError": version.last_error,
+                "source": version.source,
+                "oauthProviders": [
+                    {
+                        "provider": g.provider,
+                        "tokenExpiresAt": tokens.get(values.access_token_name(g.provider)),
+                        "lastError": version.oauth_errors.get(g.provider),
+                    }
+                    for g in version.oauth
+                ],
             }
         )
     return found

@@ -89,7 +89,7 @@ def comprehensive(models: ReadModels, now: datetime) -> dict[str, Any]:
         "recommendedActions": [
             action
             for server_id in sorted(models.desired.servers)
-            for action in recommended_actions(models, server_id, since)
+            for action in recommended_actions(models, server_id, since, now)
         ],
     }
 
@@ -104,7 +104,7 @@ def overall_status(servers: list[dict[str, Any]]) -> str:
 
 
 def recommended_actions(
-    models: ReadModels, server_id: str, since: datetime
+    models: ReadModels, server_id: str, since: datetime, now: datetime
 ) -> list[dict[str, Any]]:
     """What an operator should do about a server, each derived from a fact in the log."""
     actions: dict[str, str] = {}  # action -> reason; the newest fact of each kind wins
@@ -134,6 +134,20 @@ def recommended_actions(
             seen = "time out" if verdict.timed_out else f"fail ({verdict.reason})"
             actions["inspect_server"] = (
                 f"replica {instance.replica} is running but its probes {seen} since {verdict.since}"
+            )
+    active = models.credentials.of(server_id).active()
+    if active is not None:
+        for provider, error in sorted(active.oauth_errors.items()):
+            actions["check_oauth_provider"] = (
+                f"the {provider} access token could not be obtained ({error}); it is retried "
+                "with backoff: check the client, its secret and the refresh token"
+            )
+        if active.status == "failed":
+            actions["check_credentials_injection"] = f"{active.last_error}"
+        if active.expires_at is not None and health.parse_time(active.expires_at) < now:
+            actions["renew_credentials"] = (
+                f"credentials version {active.version} expired at {active.expires_at}: "
+                "PUT /credentials/rotate (or let the backend supply new ones)"
             )
     if missing := models.missing_credentials(server_id):
         actions["inject_credentials"] = (

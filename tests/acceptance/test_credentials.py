@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,10 @@ async def test_file_credentials_reach_every_replica_without_a_restart_rotate_and
     )
 
     log = await log_of(service, "files")
+    retired = [e for e in log if e["type"] == "CredentialsRetired"]
+    assert [r["data"]["versions"] for r in retired] == [[1]]  # forgotten once 2 was everywhere
     status, answer = await recorder.call("DELETE", "/credentials/files")
-    assert status == 202 and answer["versions"] == [1, 2]
+    assert status == 202 and answer["versions"] == [2]
 
     async def gone() -> bool | None:
         contents = await files_in(docker, owner_labels, "files", "token.txt")
@@ -356,3 +359,103 @@ async def test_credentials_come_from_the_backend_when_the_body_has_none(
     finally:
         await client.close()
         await sweep(docker, owner_labels)
+
+
+@pytest.fixture
+async def token_endpoint(aiohttp_server: Callable[..., Any]) -> dict[str, Any]:
+    """An OAuth token endpoint's stand-in: refresh-token grants, short-lived tokens, rotated
+    refresh tokens; `fail` makes it answer invalid_grant."""
+    state: dict[str, Any] = {"requests": [], "issued": [], "times": [], "fail": False}
+
+    async def token(request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        state["requests"].append(form)
+        state["times"].append(time.monotonic())
+        if state["fail"]:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        serial = len(state["issued"]) + 1
+        access = f"tok-{serial}-{secrets.token_hex(8)}"
+        state["issued"].append(access)
+        return web.json_response(
+            {
+                "access_token": access,
+                "expires_in": 4,
+                "refresh_token": f"rt-{serial}-{secrets.token_hex(8)}",
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    server = await aiohttp_server(app)
+    state["url"] = str(server.make_url("/token"))
+    return state
+
+
+async def test_oauth_tokens_are_obtained_refreshed_before_expiry_and_failures_reported(
+    service: Any,
+    mcp_image: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    token_endpoint: dict[str, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder(service)
+    await deploy(recorder, "oauthy", mcp_image, replicas=1)
+    client_secret, refresh_token = secret_value(), secret_value()
+    provider = {
+        "provider": "github",
+        "clientId": "dtma-client",
+        "clientSecret": client_secret,
+        "scopes": ["repo", "read:org"],
+        "tokenEndpoint": token_endpoint["url"],
+        "refreshToken": refresh_token,
+    }
+    status, _ = await recorder.call(
+        "POST",
+        "/credentials/inject",
+        {"mcpServerId": "oauthy", "agentId": "a", "credentials": {"oauthProviders": [provider]}},
+    )
+    assert status == 202
+    issued: list[str] = token_endpoint["issued"]
+
+    async def holds(serial: int) -> bool | None:
+        if len(issued) < serial:
+            return None
+        files = await files_in(docker, owner_labels, "oauthy", "OAUTH_GITHUB_ACCESS_TOKEN")
+        return True if files == [issued[serial - 1].encode()] else None
+
+    await wait_until(lambda: holds(1), 60)
+    await wait_until(lambda: holds(2), 30)  # refreshed: each token lasts 4 s
+
+    first, second = token_endpoint["requests"][:2]
+    assert first == {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": "dtma-client",
+        "client_secret": client_secret,
+        "scope": "repo read:org",
+    }
+    assert second["refresh_token"].startswith("rt-1-")  # the rotated one
+    issued_at, renewed_at = token_endpoint["times"][:2]
+    assert renewed_at - issued_at < 4  # before the first token expired
+    listed = await credential_status(recorder, "oauthy")
+    assert listed["names"] == ["OAUTH_GITHUB_ACCESS_TOKEN"] and listed["source"] == "oauth"
+
+    token_endpoint["fail"] = True
+
+    async def reported() -> dict[str, Any] | None:
+        _, report = await recorder.call("GET", "/health/comprehensive")
+        found = [a for a in report["recommendedActions"] if a["action"] == "check_oauth_provider"]
+        return found[0] if found else None
+
+    action = await wait_until(reported, 30)
+    assert "invalid_grant" in action["reason"]
+    failed = await credential_status(recorder, "oauthy")
+    assert (
+        failed["oauthProviders"][0]["lastError"]
+        == "token endpoint answered HTTP 400: invalid_grant"
+    )
+    events_log = await recorder.call("GET", "/events?limit=1000")
+    assert any(e["type"] == "OAuthRefreshFailed" for e in events_log[1]["events"])
+    assert_nowhere([client_secret, refresh_token, *issued], recorder, tmp_path, caplog)

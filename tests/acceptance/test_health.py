@@ -23,7 +23,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
-FAST_PROBES = {"healthCheckInterval": 500, "healthCheckTimeout": 400, "startPeriod": 15_000}
+FAST_PROBES = {"healthCheckInterval": 500, "healthCheckTimeout": 1500, "startPeriod": 15_000}
 
 
 def server(server_id: str, image: str, **extra: Any) -> dict[str, Any]:
