@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from nacl.public import PublicKey, SealedBox
@@ -459,3 +460,48 @@ async def test_oauth_tokens_are_obtained_refreshed_before_expiry_and_failures_re
     events_log = await recorder.call("GET", "/events?limit=1000")
     assert any(e["type"] == "OAuthRefreshFailed" for e in events_log[1]["events"])
     assert_nowhere([client_secret, refresh_token, *issued], recorder, tmp_path, caplog)
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_no_table_holds_a_secret_and_revocation_shreds(
+    aiohttp_client: Callable[..., Any],
+    service_settings: Callable[..., Settings],
+    postgres_url: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    mcp_image: str,
+) -> None:
+    client = await aiohttp_client(create_app(service_settings(database_url=postgres_url)))
+    value = secret_value()
+    try:
+        recorder = Recorder(client)
+        await deploy(recorder, "pgcred", mcp_image, replicas=1)
+        body = {
+            "mcpServerId": "pgcred",
+            "agentId": "a",
+            "credentials": {"apiKeys": [{"name": "k.txt", "value": value, "mode": "file"}]},
+        }
+        status, _ = await recorder.call("POST", "/credentials/inject", body)
+        assert status == 202
+        await until_status(recorder, "pgcred", "injected", 1)
+        status, _ = await recorder.call("DELETE", "/credentials/pgcred")
+        assert status == 202
+        await until_status(recorder, "pgcred", "revoked", 1)
+    finally:
+        await client.close()
+        await sweep(docker, owner_labels)
+
+    connection = await asyncpg.connect(
+        postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    )
+    try:
+        dumped = []
+        for table in ("events", "idempotency_keys", "checkpoints", "snapshots", "data_keys"):
+            rows = await connection.fetch(f"SELECT * FROM {table}")  # noqa: S608 - fixed names
+            dumped.append(repr([tuple(r) for r in rows]))
+        live = await connection.fetch("SELECT key_id FROM data_keys WHERE wrapped IS NOT NULL")
+    finally:
+        await connection.close()
+    text = "".join(dumped)
+    assert value not in text and base64.b64encode(value.encode()).decode() not in text
+    assert {r["key_id"] for r in live} <= {"x25519-service", "master-check"}  # none of ours
