@@ -106,6 +106,13 @@ async def inject(
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
+    current = ctx.runner.state(credentials.PROJECTION).of(command.mcp_server_id).active()
+    if current is not None and current.agent_id != command.agent_id:
+        raise errors.ConflictError(
+            f"the credentials of {command.mcp_server_id!r} are bound to another agent; "
+            "revoke them (DELETE /credentials/{id}) before injecting for a new one",
+            code="bound_to_another_agent",
+        )
     source: Source = "request"
     spec = command.credentials
     if spec is None:

@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -347,16 +348,31 @@ async def test_credentials_come_from_the_backend_when_the_body_has_none(
         )
         assert status == 202
 
+        expires = datetime.now(UTC) + timedelta(seconds=3)
         status, answer = await recorder.call(
-            "POST", "/credentials/inject", {"mcpServerId": "fetched", "agentId": "agent-9"}
+            "POST",
+            "/credentials/inject",
+            {"mcpServerId": "fetched", "agentId": "agent-9", "expirationTime": expires.isoformat()},
         )
 
         assert status == 202, answer
-        assert asked == [{"agentId": "agent-9", "accountToolInstanceId": "fetched"}]
+        assert asked[0] == {"agentId": "agent-9", "accountToolInstanceId": "fetched"}
         await until_status(recorder, "fetched", "injected", 1)
         assert await files_in(docker, owner_labels, "fetched", "token.txt") == [value.encode()]
         listed = await credential_status(recorder, "fetched")
-        assert listed["names"] == ["token.txt"]
+        assert listed["names"] == ["token.txt"] and listed["source"] == "backend"
+
+        # Near its expiry, the backend is asked again and a new version replaces it.
+        await until_status(recorder, "fetched", "injected", 2)
+        renewed = await credential_status(recorder, "fetched")
+        assert (renewed["source"], renewed["expiresAt"], len(asked)) == ("expiry", None, 2)
+
+        status, refused = await recorder.call(
+            "POST",
+            "/credentials/inject",
+            {"mcpServerId": "fetched", "agentId": "someone-else"},
+        )
+        assert status == 409 and refused["error"]["code"] == "bound_to_another_agent"
     finally:
         await client.close()
         await sweep(docker, owner_labels)
