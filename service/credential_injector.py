@@ -147,13 +147,13 @@ class CredentialInjector:
                     position = recorded.position
                     if recorded.type == "CredentialsRevoked":
                         event = cast(events.CredentialsRevoked, self._catalogue.decode(recorded))
+                        await self._runner.wait_for(recorded.position, within=5.0)
                         await self._remove_files(event)
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("credential revocation paused: %s", exc)
                 await asyncio.sleep(RETRY_S)
 
     async def _remove_files(self, event: events.CredentialsRevoked) -> None:
-        await self._runner.wait_for(self._runner.position + 0, within=5.0)
         server = self._runner.state(credentials.PROJECTION).of(event.server_id)
         names = {n for v in event.versions if (ver := server.versions.get(v)) for n in ver.names}
         modes = {

@@ -222,12 +222,11 @@ class Reconciler:
         """Env credentials changed: replace replicas that lack them one at a time, and only
         while every other replica of the server is healthy, so 2+ replicas never all go."""
         active = models.credentials.of(replica.server_id).active()
-        if active is None or not active.env_secrets() or not replica.info.running:
-            return None
-        if replica.server_id in self._rolling:
+        wanted = str(active.version) if active is not None and active.env_secrets() else None
+        if replica.info.labels.get("dtma.credentials-version") == wanted:
+            return None  # the env it should have (none, after a revocation)
+        if replica.server_id in self._rolling or not replica.info.running:
             return None  # one replica at a time
-        if replica.info.labels.get("dtma.credentials-version") == str(active.version):
-            return None
         siblings = [r for r in actual if r.server_id == replica.server_id and r is not replica]
         if not all(self._healthy(models, r) for r in siblings):
             return None
@@ -235,7 +234,9 @@ class Reconciler:
         if server is None or len(siblings) + 1 < server.replicas:
             return None  # one is already missing: wait for it first
         self._rolling.add(replica.server_id)
-        return f"replaced to take credentials version {active.version} (rolling)"
+        if wanted is None:
+            return "replaced to drop revoked env credentials (rolling)"
+        return f"replaced to take credentials version {wanted} (rolling)"
 
     @staticmethod
     def _recovery_reason(models: ReadModels, replica: Replica) -> str | None:
@@ -442,7 +443,7 @@ class Reconciler:
         """The current credential version and its `env` secrets, decrypted for this container
         only (they go nowhere else: not into the log, not into a label)."""
         active = self._runner.state(credentials.PROJECTION).of(server_id).active()
-        if active is None or self._ring is None:
+        if active is None or not active.env_secrets() or self._ring is None:
             return None, {}
         try:
             env = {

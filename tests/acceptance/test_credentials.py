@@ -271,6 +271,19 @@ async def test_env_credentials_roll_through_replicas_with_one_always_healthy(
         assert container.labels["dtma.credentials-version"] == "1"
         assert f"API_KEY={value}" in await docker.inspect_raw(container.id)
 
+    status, _ = await recorder.call("DELETE", "/credentials/envs")
+    assert status == 202
+
+    async def dropped() -> bool | None:
+        found = await containers_of(docker, owner_labels, "envs")
+        server = await status_of(service, "envs")
+        fresh = len(found) == 2 and all("dtma.credentials-version" not in c.labels for c in found)
+        return True if fresh and server["healthyReplicas"] == 2 else None
+
+    await wait_until(dropped, 120)  # the variables go with the containers that had them
+    for container in await containers_of(docker, owner_labels, "envs"):
+        assert value not in await docker.inspect_raw(container.id)
+
 
 async def test_a_server_that_requires_credentials_waits_for_them(
     service: Any, mcp_image: str, docker: DockerAdapter, owner_labels: dict[str, str]

@@ -19,9 +19,12 @@ Cold start, the baseline for (c), spread between the kills (so it runs on the sa
 `docker run -d` of the image with the flags DTMA gives its containers, timed from the spawn of
 the CLI until a POST `initialize` to the published port answers (polled every 20 ms).
 
-Probe overhead: a fresh service with `--replicas-overhead` replicas healthy, its CPU (utime +
-stime in /proc/<pid>/stat) over `--window` seconds, with `type: none` (the baseline) and then
-`type: mcp` every 1000 ms. Prints `metric: value` lines, then a summary; notes go to stderr.
+Probe overhead: a fresh service with `--replicas-overhead` replicas healthy and answering, its
+CPU (utime + stime in /proc/<pid>/stat) over `--window` seconds, with `type: none` (the
+baseline) and then `type: mcp` every 1000 ms; Docker's processes, the containers and the machine
+alongside, and the Docker events of other owners' managed containers meanwhile (another DTMA on
+the engine wakes this one's listener and reconciler). Prints `metric: value` lines, then a
+summary; notes go to stderr.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     Disturbed,
     EventFollower,
     ForeignEvents,
-    ProcessService,
     Service,
     cli,
     free_port,
@@ -388,7 +390,7 @@ async def kill_phase(
 
 
 async def kill_sequence(
-    service: ProcessService,
+    service: Service,
     follower: EventFollower,
     watcher: DieWatcher,
     group_id: str,
