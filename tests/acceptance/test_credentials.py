@@ -18,9 +18,11 @@ from aiohttp import web
 from nacl.public import PublicKey, SealedBox
 
 from eventstore.keyring import KeyDestroyedError
+from projections import ALL, credentials, events
+from projections.runner import FoldSet, fold_log
 from service.app import create_app
 from service.docker import DockerAdapter
-from service.keys import ring_key
+from service.keys import ring_key, store_key
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_health import FAST_PROBES, log_of, until_healthy
@@ -154,6 +156,12 @@ async def test_file_credentials_reach_every_replica_without_a_restart_rotate_and
             await ring.decrypt(event["data"]["key_id"], event["data"]["secrets"][0]["ciphertext"])
     status, verified = await recorder.call("GET", "/audit/verify")
     assert verified["ok"] is True
+    replayed = await fold_log(service.app[store_key], FoldSet(events.CATALOGUE, ALL))
+    forgotten = replayed.state(credentials.PROJECTION).of("files").versions
+    assert [(v.status, v.forgotten, v.secrets) for v in forgotten.values()] == [
+        ("retired", True, ()),
+        ("revoked", True, ()),
+    ]
     assert any(e["type"] == "CredentialsApplied" for e in log)
 
     assert_nowhere([first, second], recorder, tmp_path, caplog)
