@@ -362,6 +362,8 @@ class Reconciler:
         replica: int,
     ) -> bool:
         spec = server.spec
+        if self._runner.state(health.PROJECTION).circuit(spec.id).state == "open":
+            return False  # it opened while this pass was under way
         limits = desired.limits_of(spec.id)
         labels = {
             **self._owner_labels,

@@ -115,19 +115,21 @@ async def test_a_crashing_server_trips_its_breaker_and_recovers_once_fixed(
     closed = await until_circuit(service, "crashy", "closed", within=90)
 
     moves = [(t["from"], t["to"]) for t in reversed(closed["transitions"])]
-    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    # (On a loaded machine a recovery attempt may fail and open it once more.)
+    assert moves[:2] == [("closed", "open"), ("open", "half_open")]
+    assert moves[-1] == ("half_open", "closed")
     log = await log_of(service, "crashy")
-    open_at, half_open_at = (
-        next(e["position"] for e in log if e["data"].get("to_state") == to)
-        for to in ("open", "half_open")
-    )
-    started_while_open = [
-        e
-        for e in log
-        if e["type"] in ("ContainerCreated", "ContainerStarted")
-        and open_at < e["position"] < half_open_at
-    ]
-    assert started_while_open == []  # left alone until the open timeout
+    transitions = [e for e in log if e["type"] == "CircuitTransitioned"]
+    for opened_event, next_event in zip(transitions, transitions[1:], strict=False):
+        if opened_event["data"]["to_state"] != "open":
+            continue
+        started_while_open = [
+            e
+            for e in log
+            if e["type"] in ("ContainerCreated", "ContainerStarted")
+            and opened_event["position"] < e["position"] < next_event["position"]
+        ]
+        assert started_while_open == []  # left alone until the open timeout
     assert all(
         e["metadata"]["actor"] == "system" for e in log if e["type"] == "CircuitTransitioned"
     )
