@@ -22,12 +22,12 @@ from eventstore.store import EventStore
 from projections import containers, credentials, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
 from service import errors
+from service.backoff import Backoff
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
 from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 60.0
 SECRETS_TMPFS = (
     True  # file credentials land on a tmpfs at /run/secrets (needs /bin/sh in the image)
 )
@@ -118,7 +118,7 @@ class Reconciler:
         self._catalogue = catalogue
         self._interval = interval
         self._wake = asyncio.Event()
-        self._retry_at: dict[tuple[str, int], tuple[float, float]] = {}  # -> (when, delay)
+        self._backoff = Backoff()
         self._attempted: dict[str, int] = {}  # server -> the half-open position it acted on
         self._rolling: set[str] = set()  # servers replacing a replica for new env credentials
         self.removing: set[str] = set()  # container ids being removed on purpose
@@ -140,7 +140,7 @@ class Reconciler:
     async def _wait(self) -> None:
         """Until something changed: a new event in the log, a poke, or the interval."""
         position = self._runner.position
-        within = min(self._interval, self._next_retry_in())
+        within = min(self._interval, self._backoff.next_in(self._now(), self._interval))
         waits = {
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(self._runner.wait_for(position + 1, within=within)),
@@ -162,8 +162,8 @@ class Reconciler:
         ]
         recovering = self._recovery_attempts(models.health)
         self._rolling = set()
-        for key in [k for k in self._retry_at if k[0] in recovering]:
-            del self._retry_at[key]  # the attempt does not wait out a backoff
+        # the recovery attempt does not wait out a backoff
+        self._backoff.forgive_servers(recovering)
         await self._record_vanished(actual)
         kept = await self._remove_unwanted(models, actual, recovering)
         await self._ensure_networks(desired)
@@ -207,7 +207,8 @@ class Reconciler:
                 reason = self._recovery_reason(models, replica)
             elif reason is None and not replica.info.running:
                 may = self._may_start(models, replica.server_id, recovering)
-                reason = "exited" if may and self._may_retry(replica) else None
+                key = (replica.server_id, replica.replica)
+                reason = "exited" if may and self._backoff.try_now(key, self._now()) else None
             if reason is None:
                 reason = self._rolling_reason(models, replica, actual)
             if reason is None:
@@ -345,7 +346,7 @@ class Reconciler:
         replicas = [
             r
             for r in range(1, server.replicas + 1)
-            if (server_id, r) not in present and self._due(server_id, r)
+            if (server_id, r) not in present and self._backoff.due((server_id, r), self._now())
         ]
 
         async def start(replica: int) -> bool:
@@ -411,7 +412,7 @@ class Reconciler:
         except errors.UnavailableError:
             raise
         except errors.ServiceError as exc:
-            self._back_off(spec.id, replica)
+            self._backoff.failed((spec.id, replica), self._now())
             await self._record(
                 spec.id,
                 events.ContainerFailedToStart(
@@ -468,7 +469,7 @@ class Reconciler:
         done = self._runner.state(containers.PROJECTION).initialised.get(spec.id)
         if not spec.init_containers or done == server.generation:
             return True
-        if not self._due(spec.id, 0):
+        if not self._backoff.due((spec.id, 0), self._now()):
             return False
         limits = desired.limits_of(spec.id)
         for index, init in enumerate(spec.init_containers, start=1):
@@ -495,7 +496,7 @@ class Reconciler:
             except errors.ServiceError as exc:
                 code, output = -1, exc.message
             if code != 0:
-                self._back_off(spec.id, 0)
+                self._backoff.failed((spec.id, 0), self._now())
                 tail = "\n".join(output.strip().splitlines()[-10:])
                 await self._record(
                     spec.id,
@@ -521,36 +522,15 @@ class Reconciler:
 
     # -- retries -----------------------------------------------------------------------------
 
-    def _due(self, server_id: str, replica: int) -> bool:
-        when, _ = self._retry_at.get((server_id, replica), (0.0, 0.0))
-        return asyncio.get_running_loop().time() >= when
-
-    def _may_retry(self, replica: Replica) -> bool:
-        """An exited replica is replaced at once the first time, then with backoff (1 s
-        doubling to 60 s) while it keeps failing."""
-        if not self._due(replica.server_id, replica.replica):
-            return False
-        self._back_off(replica.server_id, replica.replica)
-        return True
-
-    def _next_retry_in(self) -> float:
-        """Seconds until the earliest backed-off replica may be tried again (or the interval)."""
-        now = asyncio.get_running_loop().time()
-        pending = [when - now for when, _ in self._retry_at.values() if when > now]
-        return max(min(pending, default=self._interval), 0.05)
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     def _forgive_if_settled(self, models: ReadModels, replica: Replica) -> None:
         """A replica that has been healthy for a minute starts its backoff afresh."""
         started = replica.info.started_at
         settled = started is not None and (datetime.now(UTC) - started).total_seconds() >= SETTLED_S
         if settled and self._healthy(models, replica):
-            self._retry_at.pop((replica.server_id, replica.replica), None)
-
-    def _back_off(self, server_id: str, replica: int) -> None:
-        """Delays 0 (the first retry is immediate), then 1 s, 2 s, ... up to 60 s."""
-        previous = self._retry_at.get((server_id, replica))
-        delay = 0.0 if previous is None else min(max(previous[1] * 2, 1.0), MAX_BACKOFF_S)
-        self._retry_at[(server_id, replica)] = (asyncio.get_running_loop().time() + delay, delay)
+            self._backoff.forgive([(replica.server_id, replica.replica)])
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -1,0 +1,39 @@
+"""Retry timing: at once, then 1 s doubling to 60 s; forgiven on settling."""
+
+from __future__ import annotations
+
+from service.backoff import Backoff
+
+KEY = ("srv", 1)
+
+
+def test_the_first_retry_is_immediate_then_delays_double_up_to_a_minute() -> None:
+    backoff, now, delays = Backoff(), 0.0, []
+    for _ in range(9):
+        backoff.failed(KEY, now)
+        delay = 0.0 if backoff.due(KEY, now) else backoff.next_in(now, default=999.0)
+        delays.append(delay)
+        now += delay
+
+    assert delays == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_try_now_refuses_until_due_and_counts_a_try_as_a_failure() -> None:
+    backoff = Backoff()
+    assert backoff.try_now(KEY, 0.0) and backoff.try_now(KEY, 0.0)  # the first retry is free
+    assert not backoff.try_now(KEY, 0.5)
+    assert backoff.try_now(KEY, 1.0)
+    assert not backoff.due(KEY, 2.5) and backoff.due(KEY, 3.0)
+
+
+def test_forgiving_starts_afresh_per_key_or_per_server() -> None:
+    backoff = Backoff()
+    for key in (KEY, ("srv", 2), ("other", 1)):
+        backoff.failed(key, 0.0)
+        backoff.failed(key, 0.0)  # now 1 s away
+    backoff.forgive([KEY])
+    backoff.forgive_servers(["other"])
+
+    assert backoff.due(KEY, 0.0) and backoff.due(("other", 1), 0.0)
+    assert not backoff.due(("srv", 2), 0.5)
+    assert backoff.next_in(0.0, default=10.0) == 1.0
