@@ -106,6 +106,14 @@ async def inject(
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
+    modes = {r.name: r.mode for r in server.spec.credential_requirements}
+    private = await ring.box_keypair()
+    given = (
+        None
+        if command.credentials is None
+        else values.from_request(command.credentials, private, modes)
+    )  # a bad body is 422 before anything else
+    expires_at = expiry(command.expiration_time)
     current = ctx.runner.state(credentials.PROJECTION).of(command.mcp_server_id).active()
     if current is not None and current.agent_id != command.agent_id:
         raise errors.ConflictError(
@@ -114,11 +122,10 @@ async def inject(
             code="bound_to_another_agent",
         )
     source: Source = "request"
-    spec = command.credentials
-    if spec is None:
-        spec, source = await fetched(backend, server, command.agent_id), "backend"
-    modes = {r.name: r.mode for r in server.spec.credential_requirements}
-    version = values.from_request(spec, await ring.box_keypair(), modes)
+    version = given
+    if version is None:
+        spec = await fetched(backend, server, command.agent_id)
+        version, source = values.from_request(spec, private, modes), "backend"
     return await record_version(
         ctx,
         ring,
@@ -126,7 +133,7 @@ async def inject(
         command.agent_id,
         version,
         source,
-        expiry(command.expiration_time),
+        expires_at,
         meta,
     )
 
