@@ -28,9 +28,10 @@ from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
-SECRETS_TMPFS = (
-    True  # file credentials land on a tmpfs at /run/secrets (needs /bin/sh in the image)
-)
+CREDENTIALS_LABEL = "dtma.credentials-version"  # which version's env secrets it was given
+# File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for images
+# without /bin/sh, which only the archive API can write into).
+SECRETS_TMPFS = True
 MAX_PARALLEL_STARTS = 8
 SETTLED_S = 60.0
 
@@ -168,6 +169,7 @@ class Reconciler:
         kept = await self._remove_unwanted(models, actual, recovering)
         await self._ensure_networks(desired)
         await self._start_missing(models, kept, recovering)
+        await self._start_successors(models, kept, recovering)
         await self._remove_unused_networks(desired)
         for server_id in recovering:
             self._attempted[server_id] = models.health.circuit(server_id).half_open_position or 0
@@ -217,27 +219,77 @@ class Reconciler:
             await self._remove(replica, reason)
         return kept
 
+    @staticmethod
+    def _wanted_env(models: ReadModels, server_id: str) -> str | None:
+        """The credentials version a replica's environment should carry (None: no env ones)."""
+        active = models.credentials.of(server_id).active()
+        return str(active.version) if active is not None and active.env_secrets() else None
+
     def _rolling_reason(
         self, models: ReadModels, replica: Replica, actual: list[Replica]
     ) -> str | None:
-        """Env credentials changed: replace replicas that lack them one at a time, and only
-        while every other replica of the server is healthy, so 2+ replicas never all go."""
-        active = models.credentials.of(replica.server_id).active()
-        wanted = str(active.version) if active is not None and active.env_secrets() else None
-        if replica.info.labels.get("dtma.credentials-version") == wanted:
-            return None  # the env it should have (none, after a revocation)
-        if replica.server_id in self._rolling or not replica.info.running:
-            return None  # one replica at a time
-        siblings = [r for r in actual if r.server_id == replica.server_id and r is not replica]
-        if not all(self._healthy(models, r) for r in siblings):
-            return None
+        """Env credentials changed (or were revoked): a replica's container goes once its
+        successor, the same replica with the wanted environment started beside it, is healthy.
+        A server with fixed host ports cannot run both: there a replica goes first, one at a
+        time and only while every other replica is healthy."""
+        wanted = self._wanted_env(models, replica.server_id)
         server = models.desired.servers.get(replica.server_id)
-        if server is None or len(siblings) + 1 < server.replicas:
+        if replica.info.labels.get(CREDENTIALS_LABEL) == wanted or server is None:
+            return None
+        if not replica.info.running:
+            return None
+        why = (
+            "to drop revoked env credentials"
+            if wanted is None
+            else f"to take credentials version {wanted}"
+        )
+        if not server.spec.host_ports:
+            successor = next(
+                (
+                    r
+                    for r in actual
+                    if (r.server_id, r.replica) == (replica.server_id, replica.replica)
+                    and r.info.labels.get(CREDENTIALS_LABEL) == wanted
+                ),
+                None,
+            )
+            if successor is None or not self._healthy(models, successor):
+                return None
+            return f"replaced by a healthy successor {why}"
+        siblings = [r for r in actual if r.server_id == replica.server_id and r is not replica]
+        if replica.server_id in self._rolling or not all(
+            self._healthy(models, r) for r in siblings
+        ):
+            return None
+        if len(siblings) + 1 < server.replicas:
             return None  # one is already missing: wait for it first
         self._rolling.add(replica.server_id)
-        if wanted is None:
-            return "replaced to drop revoked env credentials (rolling)"
-        return f"replaced to take credentials version {wanted} (rolling)"
+        return f"replaced {why} (one at a time)"
+
+    async def _start_successors(
+        self, models: ReadModels, kept: list[Replica], recovering: set[str]
+    ) -> None:
+        """For one replica per server whose environment lacks the current env credentials,
+        start its successor beside it (the old one goes once the successor is healthy)."""
+        for server_id, server in models.desired.servers.items():
+            if server.spec.host_ports or not self._may_start(models, server_id, recovering):
+                continue
+            mine = [r for r in kept if r.server_id == server_id]
+            replicas = [r.replica for r in mine]
+            if len(set(replicas)) != len(replicas):
+                continue  # a successor is already on its way: one at a time
+            wanted = self._wanted_env(models, server_id)
+            stale = sorted(
+                (
+                    r
+                    for r in mine
+                    if r.info.running and r.info.labels.get(CREDENTIALS_LABEL) != wanted
+                ),
+                key=lambda r: r.replica,
+            )
+            if stale and self._backoff.due((server_id, stale[0].replica), self._now()):
+                group = models.desired.groups[server.group_id]
+                await self._start(models.desired, group, server, stale[0].replica, successor=True)
 
     @staticmethod
     def _recovery_reason(models: ReadModels, replica: Replica) -> str | None:
@@ -361,6 +413,7 @@ class Reconciler:
         group: groups.GroupState,
         server: groups.ServerState,
         replica: int,
+        successor: bool = False,
     ) -> bool:
         spec = server.spec
         if self._runner.state(health.PROJECTION).circuit(spec.id).state == "open":
@@ -375,8 +428,10 @@ class Reconciler:
         }
         version, secret_env = await self._env_credentials(spec.id)
         if version is not None:
-            labels["dtma.credentials-version"] = str(version)
+            labels[CREDENTIALS_LABEL] = str(version)
         name = container_name(group.id, spec.id, replica)
+        if successor:  # it runs beside the replica's current container for a while
+            name = f"{name}-v{version or 0}"
         container = ContainerSpec(
             name=name,
             image=spec.image,

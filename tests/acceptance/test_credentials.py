@@ -262,19 +262,25 @@ async def test_env_credentials_roll_through_replicas_with_one_always_healthy(
     )
     assert status == 202
 
-    lowest = 2
+    lowest, fewest_running, most_running = 2, 2, 2
 
     async def rolled() -> bool | None:
-        nonlocal lowest
+        nonlocal lowest, fewest_running, most_running
         server = await status_of(service, "envs")
         lowest = min(lowest, server["healthyReplicas"])
-        found = await credential_status(recorder, "envs")
-        done = found["status"] == "injected" and found["appliedTo"] == [1, 2]
-        return True if done and server["healthyReplicas"] == 2 else None
+        found = await containers_of(docker, owner_labels, "envs")
+        running = sum(c.running for c in found)
+        fewest_running, most_running = min(fewest_running, running), max(most_running, running)
+        labelled = [c.labels.get("dtma.credentials-version") for c in found]
+        listed = await credential_status(recorder, "envs")
+        done = listed["status"] == "injected" and listed["appliedTo"] == [1, 2]
+        return True if done and labelled == ["1", "1"] and server["healthyReplicas"] == 2 else None
 
     await wait_until(rolled, 120)
 
     assert lowest >= 1  # never all replicas down at once
+    # each successor started beside its replica before the old container went
+    assert (fewest_running, most_running) == (2, 3)
     for container in await containers_of(docker, owner_labels, "envs"):
         assert container.labels["dtma.credentials-version"] == "1"
         assert f"API_KEY={value}" in await docker.inspect_raw(container.id)
