@@ -112,31 +112,28 @@ class CredentialInjector:
                 value = await self._ring.decrypt(version.key_id, secret.ciphertext)
                 await self._docker.write_secret_file(container_id, secret.name, value)
         except (errors.ServiceError, KeyringError) as exc:
-            reason = f"could not write the files into replica {replica}: {type(exc).__name__}"
-            if isinstance(exc, errors.ServiceError):
-                reason = f"could not write the files into replica {replica}: {exc.message}"
+            why = exc.message if isinstance(exc, errors.ServiceError) else type(exc).__name__
             self._failed[(server_id, version.version, container_id)] = (
                 asyncio.get_running_loop().time() + RETRY_S
             )
-            await self._append(
+            outcome: events.CredentialsApplied | events.CredentialsFailed = (
                 events.CredentialsFailed(
                     server_id=server_id,
                     version=version.version,
-                    reason=reason,
+                    reason=f"could not write the files into replica {replica}: {why}",
                     replica=replica,
                     container_id=container_id,
                 )
             )
-            return
-        await self._append(
-            events.CredentialsApplied(
+        else:
+            outcome = events.CredentialsApplied(
                 server_id=server_id,
                 version=version.version,
                 replica=replica,
                 container_id=container_id,
                 names=version.names,
             )
-        )
+        await self._append(outcome)
 
     async def _follow_revocations(self) -> None:
         """Take the files of revoked versions out of every running replica, as it happens."""

@@ -163,7 +163,18 @@ async def record_version(
         oauth=grants,
     )
     answer = {"mcpServerId": server_id, "version": number}
-    stream = stream_of(server_id)
+    return await _append(ctx, state, event, meta, answer)
+
+
+async def _append(
+    ctx: CommandContext,
+    state: credentials.CredentialsState,
+    event: events.CredentialsInjected | events.CredentialsRevoked,
+    meta: CommandMeta,
+    answer: dict[str, Any],
+) -> dict[str, Any]:
+    """Append a command's event to the server's credentials stream, at its known version."""
+    stream = stream_of(event.server_id)
     appended = await ctx.store.append(
         stream,
         [ctx.catalogue.to_new_event(event)],
@@ -221,19 +232,10 @@ async def revoke(
         versions=tuple(v.version for v in live),
         key_ids=tuple(v.key_id for v in live),
     )
-    stream = stream_of(command.mcp_server_id)
-    appended = await ctx.store.append(
-        stream,
-        [ctx.catalogue.to_new_event(event)],
-        expected_version=state.stream_versions.get(stream, 0),
-        idempotency_key=meta.idempotency_key,
-        metadata=meta.metadata(),
-        request_hash=meta.request_hash,
-        result={},
-    )
+    answer = await _append(ctx, state, event, meta, {"versions": list(event.versions)})
     for key_id in event.key_ids:
         await ring.destroy(key_id)
-    return {"position": appended.last_position, "versions": list(event.versions)}
+    return answer
 
 
 def status_json(state: credentials.CredentialsState, now: datetime) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from projections import credentials as read_model
-from service import commands, credentials
+from service import commands, credentials, handlers
 from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.keys import backend_key, context_key, ring_key, runner_key
@@ -20,11 +20,7 @@ ACCEPTED = 202
 
 async def inject(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.InjectCredentials)
-    ring = request.app[ring_key]
-    keyed = credentials.keyed_request_hash(
-        await ring.box_keypair(), request.method, request.path_qs, body
-    )
-    meta = replace(command_meta(request, b""), request_hash=keyed)
+    ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.inject(request.app[context_key], ring, command, meta, backend)
     return web.json_response(answer, status=ACCEPTED)
@@ -32,14 +28,17 @@ async def inject(request: web.Request) -> web.Response:
 
 async def rotate(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.RotateCredentials)
-    ring = request.app[ring_key]
-    keyed = credentials.keyed_request_hash(
-        await ring.box_keypair(), request.method, request.path_qs, body
-    )
-    meta = replace(command_meta(request, b""), request_hash=keyed)
+    ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.rotate(request.app[context_key], ring, command, meta, backend)
     return web.json_response(answer, status=ACCEPTED)
+
+
+async def keyed_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
+    """The command's metadata, its request hash keyed: the body holds secrets."""
+    private = await request.app[ring_key].box_keypair()
+    keyed = credentials.keyed_request_hash(private, request.method, request.path_qs, body)
+    return replace(command_meta(request, b""), request_hash=keyed)
 
 
 async def revoke(request: web.Request) -> web.Response:
