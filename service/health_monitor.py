@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -102,6 +102,18 @@ def death_error(event: events.ContainerDied) -> str:
     return f"replica {event.replica} exited with code {event.exit_code}"
 
 
+async def outliving(loop: Callable[[], Awaitable[None]]) -> None:
+    """Run `loop` forever: a bug in one pass is logged, and the loop starts again."""
+    while True:
+        try:
+            await loop()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:  # noqa: BLE001 - the monitor must outlive its own bugs
+            logger.exception("%s failed unexpectedly; restarting it", loop.__name__)
+            await asyncio.sleep(1.0)
+
+
 class HealthMonitor:
     def __init__(
         self,
@@ -135,9 +147,9 @@ class HealthMonitor:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             loops = [
-                asyncio.create_task(self._follow_targets(), name="dtma-probe-targets"),
-                asyncio.create_task(self._follow_log(), name="dtma-breaker-log"),
-                asyncio.create_task(self._tick(), name="dtma-breaker-clock"),
+                asyncio.create_task(outliving(self._follow_targets), name="dtma-probe-targets"),
+                asyncio.create_task(outliving(self._follow_log), name="dtma-breaker-log"),
+                asyncio.create_task(outliving(self._tick), name="dtma-breaker-clock"),
             ]
             try:
                 await asyncio.gather(*loops)
