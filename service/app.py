@@ -118,8 +118,8 @@ def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
 
 
 async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
-    """The reconciler, the Docker listener and the health monitor, running until the app
-    stops."""
+    """What acts, running until the app stops: the reconciler, the Docker listener, the health
+    monitor, the credential injector and refresher, and (with a backend) the heartbeat."""
     settings = app[settings_key]
     reconciler = Reconciler(
         app[store_key],
