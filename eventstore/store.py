@@ -114,6 +114,8 @@ class EventStore:
         self._writer: Writer | None = None
         self._listener: Any = None
         self._closed = False
+        # told (events appended, seconds taken) after every append that appended: for metrics
+        self.append_observers: list[Callable[[int, float], None]] = []
 
     @classmethod
     async def open(cls, url: str, *, engine: AsyncEngine | None = None) -> EventStore:
@@ -178,11 +180,15 @@ class EventStore:
         )
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        future: asyncio.Future[Outcome] = loop.create_future()
         self._writer.submit(Pending(request, future))
         outcome = await future
         if isinstance(outcome, StoreError):
             raise outcome
+        for observe in self.append_observers:
+            observe(len(events), loop.time() - began)
         return outcome
 
     # -- reading -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import heartbeat, legacy, status, system_metrics
+from service import heartbeat, legacy, metrics, status, system_metrics
 from service.api import credentials as credentials_api
 from service.api import events as events_api
 from service.api import groups as groups_api
@@ -35,6 +35,7 @@ from service.keys import (
     backend_key,
     context_key,
     docker_key,
+    metrics_key,
     monitor_key,
     reconciler_key,
     ring_key,
@@ -43,6 +44,7 @@ from service.keys import (
     store_key,
 )
 from service.listener import DockerListener
+from service.metrics import Metrics
 from service.middlewares import auth_middleware, error_middleware
 from service.oauth import Refresher
 from service.reconciler import Reconciler
@@ -61,6 +63,7 @@ async def open_store(settings: Settings) -> EventStore:
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[settings_key])
+    store.append_observers.append(app[metrics_key].appended)
     app[store_key] = store
     try:
         yield
@@ -82,6 +85,7 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         store, events.CATALOGUE, ALL, snapshot_every=app[settings_key].snapshot_every
     )
     await runner.start()
+    app[metrics_key].watch(runner)
     app[runner_key] = runner
     app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE, runner=runner)
     try:
@@ -134,6 +138,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
     monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
+    monitor.probe_observers.append(app[metrics_key].probed)
     refresher = Refresher(app[context_key], app[ring_key], app.get(backend_key))
     injector = CredentialInjector(
         app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
@@ -164,11 +169,18 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     token = settings.require_auth_token()
+    measured = Metrics()
     app = web.Application(
-        middlewares=[error_middleware, tools_api.legacy_envelope, auth_middleware(token)],
+        middlewares=[
+            metrics.middleware(measured),  # outermost: it sees every answer as sent
+            error_middleware,
+            tools_api.legacy_envelope,
+            auth_middleware(token),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[settings_key] = settings
+    app[metrics_key] = measured
     app.cleanup_ctx.extend(
         [
             store_context,

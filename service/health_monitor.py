@@ -133,6 +133,7 @@ class HealthMonitor:
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self.listeners: list[Callable[[], None]] = []  # told after every recorded transition
+        self.probe_observers: list[Callable[[str, bool], None]] = []  # (type, passed)
 
     # -- what the API reads ------------------------------------------------------------------
 
@@ -192,6 +193,8 @@ class HealthMonitor:
             began = asyncio.get_running_loop().time()
             async with self._limit:
                 result = await self._probe(target)
+            for observe_probe in self.probe_observers:
+                observe_probe(check.type, result.ok)
             at = time.time()
             state, changed = observe(state, result.ok, at, check)
             if changed is not None and changed != "starting":

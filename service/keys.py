@@ -14,6 +14,7 @@ from service.backend import BackendClient
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
 from service.health_monitor import HealthMonitor
+from service.metrics import Metrics
 from service.reconciler import Reconciler
 from service.settings import Settings
 
@@ -26,3 +27,4 @@ reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
 monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
 backend_key = web.AppKey("dtma.backend", BackendClient)
 ring_key = web.AppKey("dtma.keyring", KeyRing)
+metrics_key = web.AppKey("dtma.metrics", Metrics)

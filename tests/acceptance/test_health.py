@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -266,6 +267,11 @@ async def test_dependents_start_only_once_their_dependency_is_healthy(
         e["position"] for e in await log_of(service, "app") if e["type"] == "ContainerCreated"
     )
     assert app_created > db_healthy
+    response = await service.get("/metrics", headers=AUTH)
+    passed = re.search(
+        r'dtma_probe_results_total\{result="pass",type="mcp"\} (\S+)', await response.text()
+    )
+    assert passed is not None and float(passed[1]) >= 2  # each server's replica passed a probe
 
 
 async def test_the_health_stream_sends_transitions_and_resumes_after_the_last_id(
