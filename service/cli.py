@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from eventstore.records import RecordedEvent, format_time
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import FoldSet, ProjectionRunner, fold_log
+from service import logs
 from service.api.events import event_json
 from service.app import create_app, open_store
 from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
@@ -57,9 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return run(args, settings)
     except SettingsError as exc:

@@ -33,6 +33,7 @@ class Settings:
     backend_token: str | None = None
     snapshot_every: int = 1000
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text", for a person at a terminal
     # Labels stamped on every container and network this instance creates, and required on
     # everything it reconciles: lets several instances (or test runs) share one engine.
     owner_labels: Mapping[str, str] = field(default_factory=dict)
@@ -60,6 +61,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "backend_token": ("DTMA_BACKEND_TOKEN", "DTMA_BEARER_TOKEN"),
     "snapshot_every": ("DTMA_SNAPSHOT_EVERY",),
     "log_level": ("DTMA_LOG_LEVEL",),
+    "log_format": ("DTMA_LOG_FORMAT",),
     "owner_labels": ("DTMA_OWNER_LABELS",),
     "reconcile_interval_s": ("DTMA_RECONCILE_INTERVAL",),
     "heartbeat_interval_s": ("DTMA_HEARTBEAT_INTERVAL",),
@@ -120,6 +122,8 @@ def _build(raw: dict[str, str]) -> Settings:
         values["heartbeat_interval_s"] = _positive(
             "heartbeat_interval_s", raw["heartbeat_interval_s"], float, "a number"
         )
+    if raw.get("log_format", "json") not in ("json", "text"):
+        raise SettingsError(f"log_format must be json or text, got {raw['log_format']!r}")
     return Settings(**values)  # type: ignore[arg-type]
 
 

@@ -173,3 +173,10 @@ def test_reads_the_heartbeat_interval_in_seconds_from_the_environment_or_a_flag(
 def test_rejects_a_heartbeat_interval_that_is_not_a_positive_number(interval: str) -> None:
     with pytest.raises(SettingsError, match="heartbeat_interval_s"):
         load_settings(["--heartbeat-interval-s", interval], {})
+
+
+def test_the_log_format_is_json_by_default_text_on_request_and_nothing_else() -> None:
+    assert load_settings([], {}).log_format == "json"
+    assert load_settings([], {"DTMA_LOG_FORMAT": "text"}).log_format == "text"
+    with pytest.raises(SettingsError, match="log_format"):
+        load_settings([], {"DTMA_LOG_FORMAT": "xml"})
