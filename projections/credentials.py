@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from projections import events
-from projections.folds import Projection
+from projections.folds import Projection, StreamVersioned, with_stream_versions
 
 Status = Literal["pending", "injected", "failed", "retired", "revoked"]
 
@@ -51,11 +51,11 @@ class ServerCredentials(BaseModel):
         return version if version is not None and not version.forgotten else None
 
 
-class CredentialsState(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class CredentialsState(StreamVersioned):
+    """`stream_versions`: each credentials-<server> stream's version; commands append with
+    it."""
 
     servers: dict[str, ServerCredentials] = {}
-    stream_versions: dict[str, int] = {}  # of the credentials-<server> command streams
 
     def of(self, server_id: str) -> ServerCredentials:
         return self.servers.get(server_id, ServerCredentials())
@@ -65,14 +65,6 @@ class CredentialsState(BaseModel):
 
 
 STREAM_PREFIX = "credentials-"
-
-
-def apply(state: CredentialsState, event: events.Event, at: events.Envelope) -> CredentialsState:
-    state = _fold(state, event, at)
-    if at.stream_id.startswith(STREAM_PREFIX):
-        versions = {**state.stream_versions, at.stream_id: at.version}
-        state = state.model_copy(update={"stream_versions": versions})
-    return state
 
 
 def _fold(state: CredentialsState, event: events.Event, at: events.Envelope) -> CredentialsState:
@@ -172,6 +164,8 @@ def _change(
         server.model_copy(update={"versions": {**server.versions, number: updated}}),
     )
 
+
+apply = with_stream_versions(STREAM_PREFIX, _fold)
 
 PROJECTION = Projection(
     name="credentials", fold_version=1, state_type=CredentialsState, apply=apply

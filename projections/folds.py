@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from projections import events
 
@@ -28,3 +28,29 @@ class Projection(Generic[S]):
 
     def initial(self) -> S:
         return self.state_type()
+
+
+class StreamVersioned(BaseModel):
+    """A state that knows the version of its command streams, to append with it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_versions: dict[str, int] = {}
+
+
+V = TypeVar("V", bound=StreamVersioned)
+Fold = Callable[[V, events.Event, events.Envelope], V]
+
+
+def with_stream_versions(prefix: str, fold: Fold[V]) -> Fold[V]:
+    """`fold`, also recording in `stream_versions` the version of every stream whose id
+    starts with `prefix`: the expected version its commands append with."""
+
+    def apply(state: V, event: events.Event, at: events.Envelope) -> V:
+        state = fold(state, event, at)
+        if at.stream_id.startswith(prefix):
+            versions = {**state.stream_versions, at.stream_id: at.version}
+            state = state.model_copy(update={"stream_versions": versions})
+        return state
+
+    return apply

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from projections import events, specs
-from projections.folds import Projection
+from projections.folds import Projection, StreamVersioned, with_stream_versions
 
 STREAM_PREFIX = "group-"
 
@@ -35,13 +35,12 @@ class GroupState(BaseModel):
     servers: tuple[str, ...] = ()
 
 
-class GroupsState(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class GroupsState(StreamVersioned):
+    """`stream_versions`: each group stream's version, removed groups included; commands
+    append with it."""
 
     groups: dict[str, GroupState] = {}
     servers: dict[str, ServerState] = {}
-    # Version of each group's stream, removed groups included: commands append with it.
-    stream_versions: dict[str, int] = {}
 
     def limits_of(self, server_id: str) -> specs.Limits:
         """The server's limits over its group's, with the default pids limit at the bottom."""
@@ -55,14 +54,6 @@ class GroupsState(BaseModel):
     def group_of(self, server_id: str) -> str | None:
         server = self.servers.get(server_id)
         return server.group_id if server else None
-
-
-def apply(state: GroupsState, event: events.Event, at: events.Envelope) -> GroupsState:
-    state = _fold(state, event, at)
-    if at.stream_id.startswith(STREAM_PREFIX):
-        versions = {**state.stream_versions, at.stream_id: at.version}
-        state = state.model_copy(update={"stream_versions": versions})
-    return state
 
 
 def _fold(state: GroupsState, event: events.Event, at: events.Envelope) -> GroupsState:
@@ -129,5 +120,7 @@ def _remove_servers(state: GroupsState, server_ids: set[str]) -> GroupsState:
     servers = {k: v for k, v in state.servers.items() if k not in server_ids}
     return state.model_copy(update={"groups": groups, "servers": servers})
 
+
+apply = with_stream_versions(STREAM_PREFIX, _fold)
 
 PROJECTION = Projection(name="groups", fold_version=1, state_type=GroupsState, apply=apply)
