@@ -19,6 +19,8 @@ from tests.support.docker_cli import sweep_test_networks
 from tests.support.images import ensure_busybox_image
 from tests.support.mcp_image import ensure_mcp_image
 
+pytest_plugins = ["tests.support.watchdog"]
+
 TOKEN = "test-token-" + secrets.token_hex(8)
 
 
