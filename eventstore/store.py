@@ -91,9 +91,11 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(async_url(url))
     if engine.dialect.name == "sqlite":
         from eventstore.sqlite import PRAGMAS
+        from eventstore.sqlite_connections import guard
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _configure(dbapi_connection: Any, _record: Any) -> None:
+            guard(dbapi_connection)
             cursor = dbapi_connection.cursor()
             for pragma in PRAGMAS:
                 cursor.execute(pragma)
