@@ -1,5 +1,6 @@
 """A watchdog for hung tests: after `DTMA_TEST_WATCHDOG_S` seconds (default 300) in one test,
-print every asyncio task of that test's event loop with its stack, then every thread's stack.
+print every asyncio task of that test's event loop with its stack, then every thread's stack,
+and interrupt the run (as Ctrl-C would) rather than let CI hang.
 
 A hang in an event loop leaves nothing useful in a thread dump (the loop just waits in
 `select`); the task that will not finish is only visible from its coroutine's frames."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -65,3 +67,4 @@ def _report(item: pytest.Item, seconds: float) -> None:
     with capture.global_and_fixture_disabled():
         sys.stderr.write(out.getvalue())
         sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGINT)
