@@ -55,12 +55,15 @@ class ChainReport:
 
 
 class ChainVerifier:
-    """Feeds events in position order; remembers the first that breaks the chain or a gap."""
+    """Feeds events in position order; remembers the first that breaks the chain or a gap.
 
-    def __init__(self) -> None:
+    By default the chain starts at its genesis; `after`/`after_hash` resume it after a position
+    whose hash is already trusted (a signed checkpoint)."""
+
+    def __init__(self, after: int = 0, after_hash: str = GENESIS_HASH) -> None:
         self.checked = 0
-        self.head_position = 0
-        self.head_hash = GENESIS_HASH
+        self.head_position = after
+        self.head_hash = after_hash
         self.first_bad_position: int | None = None
 
     def feed(self, events: Iterable[RecordedEvent]) -> None:

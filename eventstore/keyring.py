@@ -51,6 +51,7 @@ import sqlalchemy as sa
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 from nacl.secret import SecretBox
+from nacl.signing import SigningKey
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore import keyfile, schema
@@ -59,6 +60,7 @@ from eventstore.keyfile import KeyFileError as KeyFileError  # "as": re-exported
 from eventstore.keyfile import KeyringError as KeyringError
 from eventstore.keyfile import MasterKey as MasterKey
 from eventstore.records import format_time
+from eventstore.signing import Signer
 from eventstore.store import _translated
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ T = TypeVar("T")
 DATA_KEY_BYTES = 32
 CACHE_SIZE = 256
 BOX_KEY_ID = "x25519-service"
+AUDIT_KEY_ID = "ed25519-audit"
 # A data key that encrypts nothing: keeps the master's fingerprint in the table even before the
 # first secret, so a stale master can never start a second generation of wrapped keys.
 MASTER_CHECK_ID = "master-check"
@@ -208,6 +211,12 @@ class KeyRing:
     async def public_key_b64(self) -> str:
         """The service's X25519 public key, base64, for backends that seal values."""
         return base64.b64encode(bytes((await self.box_keypair()).public_key)).decode("ascii")
+
+    async def audit_signer(self) -> Signer:
+        """The Ed25519 key that signs the log's checkpoints: created once, stored wrapped like
+        any data key, so restarts and master rotations leave it (and its public key) as is."""
+        seed = await self._ensure(AUDIT_KEY_ID, lambda: bytes(SigningKey.generate()))
+        return Signer(SigningKey(seed))
 
     async def unseal(self, sealed: str) -> bytes:
         """Open a base64 sealed box addressed to the service key. Raises CiphertextError."""

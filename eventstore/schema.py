@@ -80,3 +80,16 @@ data_keys = Table(
     Column("created_at", String(32), nullable=False),
     Column("destroyed_at", String(32), nullable=True),
 )
+
+# Signed checkpoints of the hash chain (eventstore.signing). Kept beside the log, not in it:
+# the chain stays what it is, and a checkpoint can be checked against any copy of the log.
+signed_checkpoints = Table(
+    "signed_checkpoints",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("signed_at", String(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from projections import containers, credentials, events, groups, health
+from projections import config, containers, credentials, events, groups, health
 from projections.folds import Projection
 from projections.runner import FoldSet, ProjectionRunner, fold_log
 
@@ -11,9 +11,11 @@ ALL: tuple[Projection[Any], ...] = (
     groups.PROJECTION,
     containers.PROJECTION,
     credentials.PROJECTION,
+    config.PROJECTION,
 )
 
 __all__ = [
+    "config",
     "containers",
     "credentials",
     "ALL",

@@ -27,6 +27,7 @@ class Instance(BaseModel):
     host_port: int | None = None
     address: str | None = None
     started_at: str | None = None
+    started_position: int | None = None  # of its ContainerStarted: what its probes follow from
     restart_count: int = 0
     exit_code: int | None = None
     oom_killed: bool = False
@@ -81,6 +82,7 @@ def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> C
                     "host_port": event.host_port,
                     "address": event.address,
                     "started_at": at.recorded_at,
+                    "started_position": at.position,
                     "exit_code": None,
                     "oom_killed": False,
                 },
@@ -156,4 +158,4 @@ def _change(
     return _put(state, server_id, current.model_copy(update=changes))
 
 
-PROJECTION = Projection(name="containers", fold_version=2, state_type=ContainersState, apply=apply)
+PROJECTION = Projection(name="containers", fold_version=3, state_type=ContainersState, apply=apply)

@@ -6,7 +6,7 @@ Events are frozen pydantic models named in the past tense for what is true once 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -267,6 +267,54 @@ class CredentialsRevoked(Event):
     key_ids: tuple[str, ...]
 
 
+JsonObject = dict[str, Any]
+
+
+class ConfigTemplateDefined(Event):
+    """A configuration template exists: a JSON Schema, defaults, and per-environment overrides
+    of those defaults. Templates never change; a different one needs a new id."""
+
+    template_id: str
+    json_schema: JsonObject
+    defaults: JsonObject = {}
+    environments: dict[str, JsonObject] = {}
+
+
+class ServerConfigured(Event):
+    """A server's configuration has a new version: `config` is the effective one (template
+    defaults, then `environment`'s overrides, then `given`), written to every replica.
+    `rolled_back_from` names the version a rollback copied."""
+
+    server_id: str
+    version: int
+    config: JsonObject
+    given: JsonObject = {}
+    template_id: str | None = None
+    environment: str | None = None
+    rolled_back_from: int | None = None
+
+
+class ConfigApplied(Event):
+    """A replica's container holds a configuration version at /etc/mcp/config.json; `signal`
+    is what it was sent to reload it (None: written before it started, or no reload signal)."""
+
+    server_id: str
+    version: int
+    replica: int
+    container_id: str
+    signal: str | None = None
+
+
+class ConfigApplyFailed(Event):
+    """Writing a configuration version into a replica (or signalling it) failed; retried."""
+
+    server_id: str
+    version: int
+    replica: int
+    container_id: str
+    reason: str
+
+
 CATALOGUE = Catalogue()
 for _model in (
     CircuitBreakerConfigured,
@@ -292,5 +340,9 @@ for _model in (
     CredentialsRevoked,
     CredentialsRetired,
     OAuthRefreshFailed,
+    ConfigTemplateDefined,
+    ServerConfigured,
+    ConfigApplied,
+    ConfigApplyFailed,
 ):
     CATALOGUE.register(_model)

@@ -22,6 +22,9 @@ class ServerState(BaseModel):
     replicas: int
     # Position of the last event that asks for new containers (a new spec, a restart).
     generation: int
+    # Position of the last command event that changed it (declared, scaled, restarted): what
+    # the reconciler names as the cause of what it does for the server.
+    changed_at: int = 0
     declared_at: str | None = None  # when its spec was last declared
 
 
@@ -71,7 +74,9 @@ def _fold(state: GroupsState, event: events.Event, at: events.Envelope) -> Group
         case events.ServerDeclared():
             return _declare(state, event, at)
         case events.ReplicasScaled():
-            return _update_server(state, event.server_id, replicas=event.replicas)
+            return _update_server(
+                state, event.server_id, replicas=event.replicas, changed_at=at.position
+            )
         case events.ServerRemoved():
             return _remove_servers(state, {event.server_id})
         case events.GroupRemoved():
@@ -81,7 +86,9 @@ def _fold(state: GroupsState, event: events.Event, at: events.Envelope) -> Group
             return trimmed.model_copy(update={"groups": groups})
         case events.GroupRestartRequested():
             for server_id in event.order:
-                state = _update_server(state, server_id, generation=at.position)
+                state = _update_server(
+                    state, server_id, generation=at.position, changed_at=at.position
+                )
             return state
     return state
 
@@ -92,6 +99,7 @@ def _declare(state: GroupsState, event: events.ServerDeclared, at: events.Envelo
         spec=event.spec,
         replicas=event.spec.replicas,
         generation=at.position,
+        changed_at=at.position,
         declared_at=at.recorded_at,
     )
     groups = dict(state.groups)
@@ -123,4 +131,4 @@ def _remove_servers(state: GroupsState, server_ids: set[str]) -> GroupsState:
 
 apply = with_stream_versions(STREAM_PREFIX, _fold)
 
-PROJECTION = Projection(name="groups", fold_version=1, state_type=GroupsState, apply=apply)
+PROJECTION = Projection(name="groups", fold_version=2, state_type=GroupsState, apply=apply)

@@ -80,13 +80,16 @@ async def fold_log(
     store: EventStore,
     folds: FoldSet,
     stop: Callable[[RecordedEvent], bool] = lambda _event: False,
+    progress: Callable[[int], None] = lambda _position: None,
 ) -> FoldSet:
-    """Fold events after `folds.position` until the head or until `stop(event)` is true."""
+    """Fold events after `folds.position` until the head or until `stop(event)` is true;
+    `progress` is told the position after every page."""
     while page := await store.read_all(folds.position, PAGE):
         for recorded in page:
             if stop(recorded):
                 return folds
             folds.apply(recorded)
+        progress(folds.position)
     return folds
 
 
@@ -135,12 +138,12 @@ class ProjectionRunner:
             except StoreError as exc:  # the next start folds from the older snapshot instead
                 logger.warning("could not snapshot at %d on stop: %s", self.folds.position, exc)
 
-    async def rebuild(self) -> None:
+    async def rebuild(self, progress: Callable[[int], None] = lambda _position: None) -> None:
         """Forget snapshots and checkpoint, fold the whole log from zero, snapshot the result."""
         names = [p.name for p in self.folds.projections]
         await self._store.forget_checkpoint(CHECKPOINT, names)
         self.folds = FoldSet(self.folds.catalogue, self.folds.projections)
-        await fold_log(self._store, self.folds)
+        await fold_log(self._store, self.folds, progress=progress)
         await self._save()
 
     async def wait_for(self, position: int, within: float) -> bool:

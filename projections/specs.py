@@ -80,6 +80,7 @@ class ServerSpec(Value):
     # (container port, host port) published at that fixed host port: legacy tools only.
     host_ports: tuple[tuple[int, int], ...] = ()
     legacy: LegacyTool | None = None
+    reload_signal: str | None = None  # sent to running replicas after a new configuration
 
     @property
     def labels(self) -> dict[str, str]:

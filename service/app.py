@@ -18,15 +18,19 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import heartbeat, legacy, metrics, status, system_metrics
+from service import audit, heartbeat, legacy, metrics, status, system_metrics
+from service.api import audit as audit_api
+from service.api import config as config_api
 from service.api import credentials as credentials_api
 from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
+from service.api import openapi as openapi_api
 from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
 from service.backend import BackendClient
+from service.config_applier import ConfigApplier
 from service.credential_injector import CredentialInjector
 from service.docker import DockerAdapter
 from service.handlers import CommandContext
@@ -41,6 +45,7 @@ from service.keys import (
     ring_key,
     runner_key,
     settings_key,
+    statuses_key,
     store_key,
 )
 from service.listener import DockerListener
@@ -48,6 +53,7 @@ from service.metrics import Metrics
 from service.middlewares import auth_middleware, error_middleware
 from service.oauth import Refresher
 from service.reconciler import Reconciler
+from service.rendered import RenderedAt
 from service.settings import Settings
 from service.status import ReadModels
 
@@ -123,7 +129,8 @@ def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
 
 async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     """What acts, running until the app stops: the reconciler, the Docker listener, the health
-    monitor, the credential injector and refresher, and (with a backend) the heartbeat."""
+    monitor, the credential injector and refresher, the config applier, and (with a backend)
+    the heartbeat."""
     settings = app[settings_key]
     reconciler = Reconciler(
         app[store_key],
@@ -143,6 +150,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     injector = CredentialInjector(
         app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
     )
+    applier = ConfigApplier(app[store_key], app[runner_key], app[docker_key], events.CATALOGUE)
     app[reconciler_key] = reconciler
     app[monitor_key] = monitor
     tasks = [
@@ -151,6 +159,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
         asyncio.create_task(injector.run(), name="dtma-credential-injector"),
         asyncio.create_task(refresher.run(), name="dtma-credential-refresher"),
+        asyncio.create_task(applier.run(), name="dtma-config-applier"),
     ]
     if (client := app.get(backend_key)) is not None:
         runner = app[runner_key]
@@ -181,11 +190,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[settings_key] = settings
     app[metrics_key] = measured
+    app[statuses_key] = RenderedAt()
     app.cleanup_ctx.extend(
         [
             store_context,
             ring_context,
             runner_context,
+            audit.checkpoint_context,
             docker_context,
             backend_context,
             supervisor_context,
@@ -194,11 +205,14 @@ def create_app(settings: Settings) -> web.Application:
     for module in (
         system_api,
         events_api,
+        audit_api,
         health_api,
         servers_api,
         groups_api,
         tools_api,
         credentials_api,
+        config_api,
     ):
         module.add_routes(app)
+    openapi_api.add_routes(app)  # its document, built at startup, covers every route above
     return app

@@ -1,4 +1,4 @@
-"""`dtma serve | migrate | rebuild | replay | events | audit verify | keys rotate`: arguments to
+"""`dtma serve | migrate | rebuild | replay | events | audit | keys rotate`: arguments to
 Settings, then run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch
 neither Docker nor the backend: they read the log and fold it."""
 
@@ -9,20 +9,21 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import log as aiohttp_log
 from aiohttp import web
 
 import migrations
 from eventstore import keyring
 from eventstore.records import RecordedEvent, format_time
-from eventstore.store import EventStore, create_engine
+from eventstore.store import create_engine
 from projections import ALL, events
 from projections.runner import FoldSet, ProjectionRunner, fold_log
-from service import logs
+from service import audit_cli, logs, terminal
 from service.api.events import event_json
 from service.app import create_app, open_store
 from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
@@ -41,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     log = commands.add_parser("events", parents=[common], help="print the log as JSON lines")
     log.add_argument("--after", type=int, default=0)
     log.add_argument("--follow", action="store_true", help="keep printing new events")
+    log.add_argument(
+        "--format",
+        choices=["auto", "json", "pretty"],
+        default="auto",
+        help="pretty: one line per event for a person; auto: pretty at a terminal, else JSON",
+    )
     audit = commands.add_parser("audit", parents=[common], help="auditor's tools")
-    audit.add_argument("action", choices=["verify"])
+    audit_cli.add_arguments(audit)
     keys = commands.add_parser("keys", parents=[common], help="master key management")
     keys.add_argument("action", choices=["rotate"])
     return parser
@@ -70,15 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         web.run_app(
-            create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=5,
+            access_log=aiohttp_log.access_logger if settings.access_log else None,
         )
         return 0
     coroutines = {
         "migrate": lambda: migrate(settings),
         "rebuild": lambda: rebuild(settings),
         "replay": lambda: replay(settings, args.until),
-        "events": lambda: print_events(settings, args.after, args.follow),
-        "audit": lambda: audit_verify(settings),
+        "events": lambda: print_events(settings, args.after, args.follow, args.format),
+        "audit": lambda: audit_cli.run(settings, args),
         "keys": lambda: rotate_keys(settings),
     }
     result: int = asyncio.run(coroutines[args.command]())
@@ -99,7 +110,9 @@ async def rebuild(settings: Settings) -> int:
     store = await open_store(settings)
     try:
         runner = ProjectionRunner(store, events.CATALOGUE, ALL, settings.snapshot_every)
-        await runner.rebuild()
+        progress = terminal.Progress("rebuild", (await store.head())[0], sys.stderr)
+        await runner.rebuild(progress.update)
+        progress.finish()
         print(json.dumps({"position": runner.position, "projections": [p.name for p in ALL]}))
     finally:
         await store.close()
@@ -143,44 +156,31 @@ def stop_after(until: str | None) -> Any:
     return lambda event: event.recorded_at > cutoff
 
 
-async def print_events(settings: Settings, after: int, follow: bool) -> int:
+async def print_events(settings: Settings, after: int, follow: bool, form: str) -> int:
+    show = _event_printer(form)
     store = await open_store(settings)
     try:
         if follow:
             async for event in store.subscribe(after):
-                _print_event(event)
+                show(event)
         else:
             while page := await store.read_all(after, 1000):
                 for event in page:
-                    _print_event(event)
+                    show(event)
                 after = page[-1].position
     finally:
         await store.close()
     return 0
 
 
-def _print_event(event: RecordedEvent) -> None:
-    print(json.dumps(event_json(event)), flush=True)
-
-
-async def audit_verify(settings: Settings) -> int:
-    store = await EventStore.open(settings.database_url)
-    try:
-        report = await store.verify_chain()
-    finally:
-        await store.close()
-    print(
-        json.dumps(
-            {
-                "ok": report.ok,
-                "checked": report.checked,
-                "headPosition": report.head_position,
-                "headHash": report.head_hash,
-                "firstBadPosition": report.first_bad_position,
-            }
-        )
-    )
-    return 0 if report.ok else 1
+def _event_printer(form: str) -> Callable[[RecordedEvent], None]:
+    """JSON lines for programs; one line per event for a person (`pretty`, or `auto` at a
+    terminal), coloured at a terminal."""
+    if form == "json" or (form == "auto" and not sys.stdout.isatty()):
+        return lambda event: print(json.dumps(event_json(event)), flush=True)
+    colour = terminal.wants_colour(sys.stdout)
+    width = terminal.terminal_width(sys.stdout)
+    return lambda event: print(terminal.event_line(event, colour, width), flush=True)
 
 
 async def rotate_keys(settings: Settings) -> int:

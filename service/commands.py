@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -37,6 +37,8 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"
 CAPABILITY = r"^[A-Z][A-Z_]{1,31}$"
 Argument = Annotated[str, Field(min_length=1, max_length=4096)]
+# Signals a server may ask for after a new configuration: ones a process can catch.
+ReloadSignal = Literal["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGTERM", "SIGWINCH"]
 
 
 class NetworkConfig(Command):
@@ -85,6 +87,7 @@ class McpServerSpec(Command):
     credential_requirements: Annotated[list[CredentialRequirementSpec], Field(max_length=64)] = []
     init_containers: Annotated[list[InitContainerSpec], Field(max_length=16)] = []
     cap_add: Annotated[list[Annotated[str, Field(pattern=CAPABILITY)]], Field(max_length=16)] = []
+    reload_signal: ReloadSignal | None = None
 
 
 class DeployGroup(Command):
@@ -197,3 +200,34 @@ class RevokeCredentials(Command):
     """DELETE /credentials/{mcpServerId}."""
 
     mcp_server_id: ResourceId
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+JsonObject = dict[str, Any]
+ENVIRONMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class DefineTemplate(Command):
+    """POST /config-templates: a JSON Schema, defaults, and per-environment overrides."""
+
+    id: ResourceId
+    json_schema: JsonObject = Field(alias="schema")
+    defaults: JsonObject = {}
+    environments: Annotated[
+        dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME)], JsonObject], Field(max_length=64)
+    ] = {}
+
+
+class ConfigureServer(Command):
+    """PUT /mcp-servers/{id}/config (the id comes from the path). Without `templateId` the
+    server's current template applies; `templateId: null` detaches it from its template."""
+
+    template_id: ResourceId | None = None
+    config: JsonObject
+
+
+class RollbackConfig(Command):
+    """POST /mcp-servers/{id}/config/rollback: that version's configuration, as a new one."""
+
+    version: Annotated[int, Field(ge=1)]

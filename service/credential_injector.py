@@ -19,6 +19,7 @@ from eventstore.store import EventStore
 from projections import containers, credentials, events
 from projections.runner import ProjectionRunner
 from service import errors
+from service.causation import Causation
 from service.docker import DockerAdapter
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class CredentialInjector:
         self._docker = docker
         self._ring = ring
         self._catalogue = catalogue
+        # It acts on the credential state as of the runner's position: that is its cause.
+        self._causation = Causation(store, "credential-injector")
         self._failed: dict[tuple[str, int, str], float] = {}  # (server, version, container)
 
     async def run(self) -> None:
@@ -103,7 +106,7 @@ class CredentialInjector:
             SERVER_STREAM + server_id,
             [self._catalogue.to_new_event(retired)],
             None,
-            metadata={"actor": "system"},
+            metadata=await self._causation.caused_by(self._runner.position),
         )
         for key_id in retired.key_ids:
             await self._ring.destroy(key_id)
@@ -177,5 +180,5 @@ class CredentialInjector:
             SERVER_STREAM + event.server_id,
             [self._catalogue.to_new_event(event)],
             None,
-            metadata={"actor": "system"},
+            metadata=await self._causation.caused_by(self._runner.position),
         )

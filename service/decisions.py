@@ -112,6 +112,7 @@ def server_spec(spec: commands.McpServerSpec) -> specs.ServerSpec:
             for i in spec.init_containers
         ),
         cap_add=tuple(spec.cap_add),
+        reload_signal=spec.reload_signal,
     )
 
 

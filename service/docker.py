@@ -98,7 +98,9 @@ def _service_error(
 ) -> errors.ServiceError:
     if exc.status == 900:
         return DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable")
-    if exc.status == 404:
+    # Docker answers a name no image can have ("I4qI", "a:b:c") with 400 "no such image: ...:
+    # invalid reference format": as absent as any other missing image.
+    if exc.status == 404 or (exc.status == 400 and "invalid reference format" in exc.message):
         return DockerNotFoundError(
             f"{missing} not found" if missing else f"cannot {action}: {exc.message}"
         )
@@ -420,6 +422,21 @@ class DockerAdapter:
         if result.started and result.exit_code == docker_files.ABSENT:
             return None
         return _checked(result, action).stdout
+
+    async def write_file(
+        self, container_id: str, path: str, content: bytes, mode: int = 0o644
+    ) -> None:
+        """Put `content` at the absolute `path` in the container, owned by root, through Docker's
+        archive API: any image (no shell needed), a container that has not started yet too.
+        Missing directories are made (0755). Not for secrets: they go through
+        `write_secret_file`."""
+        target = PurePosixPath(path)
+        if not target.is_absolute() or target.name in ("", ".", ".."):
+            raise ValueError("the path of a file in a container must be absolute")
+        container = self._docker().containers.container(container_id)
+        short = container_id[:12]
+        with _translated(f"write {path} in container {short}", missing=f"container {short}"):
+            await docker_files.put_file(container, target, content, mode=mode)
 
     async def _run_script(
         self, action: str, container_id: str, script: str, argument: str, stdin: bytes | None = None

@@ -164,11 +164,27 @@ async def put_secret(
 ) -> None:
     """Extract /run/secrets/<name> into the container, owned by `owner` (uid, gid); missing
     directories are made (/run/secrets 0700 and owned by `owner`), existing ones left alone."""
-    uid, gid = owner
-    parts = PurePosixPath(SECRETS_DIR).parts[1:]  # ("run", "secrets")
+    path = PurePosixPath(SECRETS_DIR) / name
+    await put_file(container, path, content, mode=mode, owner=owner, last_dir=(0o700, *owner))
+
+
+async def put_file(
+    container: DockerContainer,
+    path: PurePosixPath,
+    content: bytes,
+    *,
+    mode: int,
+    owner: tuple[int, int] = (0, 0),
+    last_dir: tuple[int, int, int] = (0o755, 0, 0),
+) -> None:
+    """Extract the file at the absolute `path` into the container (created or not yet started,
+    too), owned by `owner` (uid, gid), replacing one that is there. Missing directories are
+    made, 0755 and root's, the innermost as `last_dir` says (mode, uid, gid); existing ones are
+    left alone."""
+    parts = path.parent.parts[1:]  # ("etc", "mcp") for /etc/mcp/config.json
     for depth in range(len(parts), -1, -1):
         base, missing = "/" + "/".join(parts[:depth]), parts[depth:]
-        tar = _secret_tar(missing, name, content, mode=mode, uid=uid, gid=gid)
+        tar = _file_tar(missing, path.name, content, mode, owner, last_dir)
         try:
             await container.put_archive(base, tar)  # type: ignore[no-untyped-call]
             return
@@ -177,8 +193,13 @@ async def put_secret(
                 raise
 
 
-def _secret_tar(
-    missing: tuple[str, ...], name: str, content: bytes, *, mode: int, uid: int, gid: int
+def _file_tar(
+    missing: tuple[str, ...],
+    name: str,
+    content: bytes,
+    mode: int,
+    owner: tuple[int, int],
+    last_dir: tuple[int, int, int],
 ) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -186,12 +207,11 @@ def _secret_tar(
             directory = tarfile.TarInfo("/".join(missing[:depth]))
             directory.type = tarfile.DIRTYPE
             last = depth == len(missing)
-            directory.mode, directory.uid, directory.gid = (
-                (0o700, uid, gid) if last else (0o755, 0, 0)
-            )
+            directory.mode, directory.uid, directory.gid = last_dir if last else (0o755, 0, 0)
             tar.addfile(directory)
         file = tarfile.TarInfo("/".join([*missing, name]))
-        file.size, file.mode, file.uid, file.gid = len(content), mode, uid, gid
+        file.size, file.mode = len(content), mode
+        file.uid, file.gid = owner
         tar.addfile(file, io.BytesIO(content))
     return buffer.getvalue()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eventstore.catalogue import Catalogue
@@ -16,6 +16,7 @@ from eventstore.store import EventStore
 from projections import events, groups, health
 from projections.runner import ProjectionRunner
 from service import commands, decisions, errors
+from service.stream_locks import StreamLocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,10 @@ class CommandContext:
     store: EventStore
     catalogue: Catalogue
     runner: ProjectionRunner
+    locks: StreamLocks = field(default_factory=StreamLocks)
+    # breaker stream -> (its version, its settings) as last read: a command reads only what is
+    # newer, not the whole stream, which grows by one event with every setting
+    breaker_tails: dict[str, tuple[int, health.BreakerSettings]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +39,14 @@ class CommandMeta:
     idempotency_key: str | None = None
     request_hash: str | None = None
     causation_id: str | None = None
+    component: str | None = None  # which part of the service, when the actor is `system`
 
     def metadata(self) -> dict[str, Any]:
         data = {"actor": self.actor, "correlation_id": self.correlation_id}
         if self.causation_id:
             data["causation_id"] = self.causation_id
+        if self.component:
+            data["component"] = self.component
         return data
 
 
@@ -49,27 +57,53 @@ def request_hash(method: str, path: str, body: bytes) -> str:
 async def configure_breaker(
     ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta
 ) -> dict[str, Any]:
+    """Settings merge over the stream's latest: concurrent commands queue on the stream's lock;
+    a conflict with another process makes it decide again."""
     stream = decisions.breaker_stream(command.mcp_server_id)
-    history = await ctx.store.read_stream(stream)
-    event = decisions.configure_breaker(health.latest_settings(_decoded(ctx, history)), command)
+    async with ctx.locks.held(stream):
+        for attempt in range(ATTEMPTS):
+            try:
+                return await _configure_breaker_once(ctx, command, meta, stream)
+            except VersionConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
+async def _configure_breaker_once(
+    ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta, stream: str
+) -> dict[str, Any]:
+    version, current = await _breaker_settings(ctx, stream)
+    event = decisions.configure_breaker(current, command)
     if command.mcp_server_id is None:
         config = health.effective(health.settings_of(event), None)
     else:
-        default = await ctx.store.read_stream(decisions.breaker_stream(None))
-        config = health.effective(
-            health.latest_settings(_decoded(ctx, default)), health.settings_of(event)
-        )
+        _, default = await _breaker_settings(ctx, decisions.breaker_stream(None))
+        config = health.effective(default, health.settings_of(event))
     answer = {"config": breaker_config_json(command.mcp_server_id, config)}
     appended = await ctx.store.append(
         stream,
         [ctx.catalogue.to_new_event(event)],
-        expected_version=len(history),
+        expected_version=version,
         idempotency_key=meta.idempotency_key,
         metadata=meta.metadata(),
         request_hash=meta.request_hash,
         result=answer,
     )
+    if not appended.replayed:
+        ctx.breaker_tails[stream] = (appended.stream_version, health.settings_of(event))
     return {**(appended.result or answer), "position": appended.last_position}
+
+
+async def _breaker_settings(ctx: CommandContext, stream: str) -> tuple[int, health.BreakerSettings]:
+    """The stream's version and latest settings: what was known, brought up to date."""
+    version, settings = ctx.breaker_tails.get(stream, (0, health.BreakerSettings()))
+    newer = await ctx.store.read_stream(stream, after_version=version)
+    if newer:
+        version = newer[-1].version
+        settings = health.latest_settings(_decoded(ctx, newer), settings)
+        ctx.breaker_tails[stream] = (version, settings)
+    return version, settings
 
 
 def breaker_config_json(server_id: str | None, config: health.BreakerConfig) -> dict[str, Any]:

@@ -29,9 +29,10 @@ from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
-from projections import events, health, specs
+from projections import containers, events, health, specs
 from projections.runner import ProjectionRunner
 from service import breaker, probes, status
+from service.causation import Actor, Causation
 from service.replica_health import ReplicaProbes, observe
 from service.status import ReadModels
 
@@ -134,6 +135,7 @@ class HealthMonitor:
         self._session: aiohttp.ClientSession | None = None
         self.listeners: list[Callable[[], None]] = []  # told after every recorded transition
         self.probe_observers: list[Callable[[str, bool], None]] = []  # (type, passed)
+        self._causation = Causation(store, "health-monitor")
 
     # -- what the API reads ------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class HealthMonitor:
     async def _probe_loop(self, target: Target) -> None:
         check = target.check
         state = self._resumed(target)
+        cause = self._verdict_cause(target)  # what its next verdict and signals follow from
         while True:
             began = asyncio.get_running_loop().time()
             async with self._limit:
@@ -198,14 +201,13 @@ class HealthMonitor:
             at = time.time()
             state, changed = observe(state, result.ok, at, check)
             if changed is not None and changed != "starting":
-                await self._record_health(target, changed, result)
+                cause = await self._record_health(target, changed, result, cause) or cause
             if result.ok:
                 healthy_for = at - state.healthy_since if state.healthy_since else 0.0
-                await self.signal(target.server_id, breaker.Success(at, healthy_for))
+                await self.signal(target.server_id, breaker.Success(at, healthy_for), cause)
             elif state.health == "unhealthy":
-                await self.signal(
-                    target.server_id, breaker.Failure(at, self._error(target, result))
-                )
+                failure = breaker.Failure(at, self._error(target, result))
+                await self.signal(target.server_id, failure, cause)
             interval = check.interval_ms / 1000
             if state.health == "starting":
                 interval = min(interval, STARTING_PROBE_S)
@@ -237,9 +239,22 @@ class HealthMonitor:
     def _error(target: Target, result: probes.ProbeResult) -> str:
         return f"replica {target.replica}: {target.check.type} probe failed: {result.detail}"
 
+    def _verdict_cause(self, target: Target) -> int:
+        """The replica's last verdict on this container, else its start, else the head."""
+        verdict = self._runner.state(health.PROJECTION).replicas.get(target.server_id, {})
+        last = verdict.get(target.replica)
+        if last is not None and last.container_id == target.container_id:
+            return last.position
+        observed = self._runner.state(containers.PROJECTION).instances.get(target.server_id, {})
+        instance = observed.get(target.replica)
+        if instance is not None and instance.container_id == target.container_id:
+            return instance.started_position or self._runner.position
+        return self._runner.position
+
     async def _record_health(
-        self, target: Target, health_now: str, result: probes.ProbeResult
-    ) -> None:
+        self, target: Target, health_now: str, result: probes.ProbeResult, cause: int
+    ) -> int | None:
+        """The new verdict's position (None if it could not be recorded)."""
         event = events.ReplicaHealthChanged(
             server_id=target.server_id,
             replica=target.replica,
@@ -249,7 +264,8 @@ class HealthMonitor:
             timed_out=result.timed_out,
         )
         with contextlib.suppress(StoreError):  # the next change records the truth again
-            await self._append(target.server_id, event, actor="probe")
+            return await self._append(target.server_id, event, actor="probe", causation=cause)
+        return None
 
     # -- the breaker -------------------------------------------------------------------------
 
@@ -311,7 +327,8 @@ class HealthMonitor:
             circuits = self._runner.state(health.PROJECTION).circuits
             for server_id, view in circuits.items():
                 if view.state != "closed":
-                    await self.signal(server_id, breaker.Tick(time.time()))
+                    since = view.transitions[-1].position if view.transitions else None
+                    await self.signal(server_id, breaker.Tick(time.time()), since)
 
     async def _follow_log(self) -> None:
         """Deaths and failed starts are failures; a group restart is a recovery attempt."""
@@ -350,11 +367,11 @@ class HealthMonitor:
                     await self.signal(server_id, requested, cause=recorded.position)
 
     async def _append(
-        self, server_id: str, event: events.Event, actor: str, causation: int | None = None
+        self, server_id: str, event: events.Event, actor: Actor, causation: int | None = None
     ) -> int:
-        metadata: dict[str, object] = {"actor": actor}
-        if causation is not None:
-            metadata["causation_id"] = str(causation)
+        """`causation`: the position of what caused it; without one, the head it acted on."""
+        cause = causation if causation is not None else self._runner.position
+        metadata = await self._causation.caused_by(cause, actor)
         appended = await self._store.append(
             STREAM_PREFIX + server_id,
             [self._catalogue.to_new_event(event)],

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from eventstore.keyring import KeyRing
@@ -16,7 +18,11 @@ from service.handlers import CommandContext
 from service.health_monitor import HealthMonitor
 from service.metrics import Metrics
 from service.reconciler import Reconciler
+from service.rendered import RenderedAt
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.api.routes import Route
 
 settings_key = web.AppKey("dtma.settings", Settings)
 store_key = web.AppKey("dtma.store", EventStore)
@@ -28,3 +34,8 @@ monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
 backend_key = web.AppKey("dtma.backend", BackendClient)
 ring_key = web.AppKey("dtma.keyring", KeyRing)
 metrics_key = web.AppKey("dtma.metrics", Metrics)
+statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/status, per position
+# Every route with its description, as the route modules register them: the OpenAPI document's
+# source. (Route is imported for the annotation only: service.api.routes imports this module.)
+routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
+openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup

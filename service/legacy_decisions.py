@@ -11,7 +11,15 @@ import hashlib
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
 
 from projections import containers, events, groups, specs
@@ -79,7 +87,16 @@ class DockerForm(BaseModel):
 
 class PortBinding(DockerForm):
     # A HostIp is ignored: fixed host ports are bound on the loopback only (see ContainerSpec).
-    host_port: Annotated[int | None, BeforeValidator(_host_port)] = None
+    host_port: Annotated[
+        int | None,
+        BeforeValidator(_host_port),
+        WithJsonSchema(
+            {
+                "type": ["string", "integer", "null"],
+                "description": 'a port, "18080" as Docker has it',
+            }
+        ),
+    ] = None
 
 
 class HostConfig(DockerForm):

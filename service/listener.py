@@ -17,12 +17,18 @@ from eventstore.store import EventStore
 from projections import containers, events
 from projections.runner import ProjectionRunner
 from service import errors
+from service.causation import Causation
 from service.docker import DockerAdapter, DockerEvent
 from service.reconciler import Reconciler, removed_key, removed_outside, server_stream
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "docker-listener"
+
+
+def docker_source(docker_event: DockerEvent) -> str:
+    """Names the Docker event a fact records: its causation id."""
+    return f"docker:{docker_event.container_id}:{docker_event.action}:{docker_event.time_nano}"
 
 
 class DockerListener:
@@ -40,6 +46,7 @@ class DockerListener:
         self._catalogue = catalogue
         self._reconciler = reconciler
         self._oom_killed: set[str] = set()  # containers Docker reported an `oom` for
+        self._causation = Causation(store, "docker-listener", actor="docker")
 
     async def run(self) -> None:
         since = await self._store.get_checkpoint(CHECKPOINT) or time.time_ns()
@@ -75,7 +82,7 @@ class DockerListener:
                     [self._catalogue.to_new_event(fact)],
                     None,
                     idempotency_key=key,
-                    metadata={"actor": "docker"},
+                    metadata=self._causation.observed(docker_source(docker_event)),
                 )
             if docker_event.action == "destroy":
                 self._reconciler.removing.discard(docker_event.container_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from service import errors
 logger = logging.getLogger(__name__)
 
 PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/health")}
+# Who the bearer token says the caller is: the actor of the events its commands append.
+actor_key = web.RequestKey("dtma.actor", str)
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -119,6 +122,7 @@ async def error_middleware(
 def auth_middleware(token: str) -> Callable[..., Any]:
     """Every route but the public ones needs `Authorization: Bearer <token>` (constant time)."""
     expected = f"Bearer {token}".encode()
+    identity = token_identity(token)
 
     @web.middleware
     async def authenticate(
@@ -128,7 +132,14 @@ def auth_middleware(token: str) -> Callable[..., Any]:
             given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise errors.UnauthorizedError("a valid bearer token is required")
+            request[actor_key] = identity
         response: web.StreamResponse = await handler(request)
         return response
 
     return authenticate
+
+
+def token_identity(token: str) -> str:
+    """Names a bearer token in the log without revealing it: `token:` and the first 8 hex
+    digits of its SHA-256."""
+    return "token:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:8]

@@ -148,7 +148,7 @@ class Refresher:
                 "oauth-" + server_id,
                 [self._ctx.catalogue.to_new_event(failed)],
                 None,
-                metadata={"actor": "system"},
+                metadata=_system_meta(self._ctx.runner.position).metadata(),
             )
             return
         self._retry.pop((server_id, provider), None)
@@ -162,7 +162,7 @@ class Refresher:
             plain.with_token(renewed, token, expires),
             "oauth",
             version.expires_at,
-            _system_meta(),
+            _system_meta(self._ctx.runner.position),
         )
 
     async def _renew_from_backend(
@@ -190,7 +190,7 @@ class Refresher:
             renewed,
             "expiry",
             None,
-            _system_meta(),
+            _system_meta(self._ctx.runner.position),
         )
 
     def _ready(self, server_id: str, provider: str, now: float) -> bool:
@@ -221,5 +221,11 @@ def _format(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime(health.TIME_FORMAT)
 
 
-def _system_meta() -> CommandMeta:
-    return CommandMeta(actor="system", correlation_id=str(uuid.uuid4()))
+def _system_meta(acted_on: int) -> CommandMeta:
+    """A refresh is due by the clock: a new correlation, caused by the state as of `acted_on`."""
+    return CommandMeta(
+        actor="system",
+        correlation_id=str(uuid.uuid4()),
+        causation_id=str(acted_on),
+        component="credential-refresher",
+    )

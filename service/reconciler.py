@@ -13,16 +13,16 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
 from eventstore.store import EventStore
-from projections import containers, credentials, dependencies, events, groups, health
+from projections import config, containers, credentials, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
-from service import errors
+from service import adoption, config_applier, errors
 from service.backoff import Backoff
+from service.causation import Causation
 from service.docker import ContainerInfo, ContainerSpec, DockerAdapter
 from service.status import ReadModels
 
@@ -123,6 +123,8 @@ class Reconciler:
         self._attempted: dict[str, int] = {}  # server -> the half-open position it acted on
         self._rolling: set[str] = set()  # servers replacing a replica for new env credentials
         self.removing: set[str] = set()  # container ids being removed on purpose
+        self._causation = Causation(store, "reconciler")
+        self._acted_on = 0  # the log's head this pass read: the cause where no event is
 
     def poke(self) -> None:
         self._wake.set()
@@ -153,6 +155,7 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         head, _ = await self._store.head()
+        self._acted_on = head
         await self._runner.wait_for(head, within=5.0)
         models = ReadModels.of(self._runner)
         desired = models.desired
@@ -167,6 +170,7 @@ class Reconciler:
         self._backoff.forgive_servers(recovering)
         await self._record_vanished(actual)
         kept = await self._remove_unwanted(models, actual, recovering)
+        await self._adopt_unrecorded(models, kept)
         await self._ensure_networks(desired)
         await self._start_missing(models, kept, recovering)
         await self._start_successors(models, kept, recovering)
@@ -196,6 +200,16 @@ class Reconciler:
         circuit = models.health.circuit(server_id).state
         return circuit == "closed" or server_id in recovering
 
+    async def _adopt_unrecorded(self, models: ReadModels, kept: list[Replica]) -> None:
+        """Record a kept container the log never saw started (a crash between Docker's start
+        and the append): unrecorded, it would run but never be probed, reported or depended on."""
+        for replica in kept:
+            instance = models.observed.instances.get(replica.server_id, {}).get(replica.replica)
+            label = replica.info.labels.get(CREDENTIALS_LABEL)
+            wanted = self._wanted_env(models, replica.server_id)
+            for event in adoption.unrecorded(replica, instance, label, wanted):
+                await self._record(replica.server_id, event)
+
     # -- removing ----------------------------------------------------------------------------
 
     async def _remove_unwanted(
@@ -216,7 +230,8 @@ class Reconciler:
             if reason is None:
                 kept.append(replica)
                 continue
-            await self._remove(replica, reason)
+            server = models.desired.servers.get(replica.server_id)
+            await self._remove(replica, reason, server.changed_at if server else None)
         return kept
 
     @staticmethod
@@ -301,7 +316,7 @@ class Reconciler:
             return "unhealthy; replaced in a recovery attempt"
         return None
 
-    async def _remove(self, replica: Replica, reason: str) -> None:
+    async def _remove(self, replica: Replica, reason: str, cause: int | None) -> None:
         await self._record(
             replica.server_id,
             events.ContainerRemoved(
@@ -310,6 +325,7 @@ class Reconciler:
                 container_id=replica.info.id,
                 reason=reason,
             ),
+            cause,
         )
         self.removing.add(replica.info.id)
         await self._docker.remove_container(replica.info.id)
@@ -462,7 +478,9 @@ class Reconciler:
                     generation=server.generation,
                     credentials_version=version,
                 ),
+                server.changed_at,
             )
+            await self._write_config(spec.id, replica, container_id)
             host_port = await self._docker.start_container(container_id)
         except errors.UnavailableError:
             raise
@@ -477,6 +495,7 @@ class Reconciler:
                     reason=exc.message,
                     container_id=container_id,
                 ),
+                server.changed_at,
             )
             if container_id is not None:
                 self.removing.add(container_id)
@@ -494,8 +513,20 @@ class Reconciler:
                 host_port=host_port,
                 address=address,
             ),
+            server.changed_at,
         )
         return True
+
+    async def _write_config(self, server_id: str, replica: int, container_id: str) -> None:
+        """The server's current configuration, into the container before it starts."""
+        current = self._runner.state(config.PROJECTION).of(server_id).active()
+        if current is None:
+            return
+        await config_applier.write_config(self._docker, container_id, current.config)
+        applied = events.ConfigApplied(
+            server_id=server_id, version=current.version, replica=replica, container_id=container_id
+        )
+        await self._record(server_id, applied, cause=current.position)
 
     async def _env_credentials(self, server_id: str) -> tuple[int | None, dict[str, str]]:
         """The current credential version and its `env` secrets, decrypted for this container
@@ -561,6 +592,7 @@ class Reconciler:
                         replica=1,
                         reason=f"init container {index} ({init.image}) exited with {code}: {tail}",
                     ),
+                    server.generation,
                 )
                 return False
         await self._record(
@@ -572,6 +604,7 @@ class Reconciler:
                 image=spec.init_containers[-1].image,
                 generation=server.generation,
             ),
+            server.generation,
         )
         return True
 
@@ -589,16 +622,21 @@ class Reconciler:
 
     # -- recording ---------------------------------------------------------------------------
 
-    async def _record(self, server_id: str, event: events.Event) -> None:
-        await self._append(server_stream(server_id), event)
+    async def _record(self, server_id: str, event: events.Event, cause: int | None = None) -> None:
+        await self._append(server_stream(server_id), event, cause=cause)
 
     async def _record_group(self, group_id: str, event: events.Event) -> None:
         await self._append(f"network-{group_id}", event)
 
     async def _append(
-        self, stream: str, event: events.Event, idempotency_key: str | None = None
+        self,
+        stream: str,
+        event: events.Event,
+        idempotency_key: str | None = None,
+        cause: int | None = None,
     ) -> None:
-        metadata: Mapping[str, Any] = {"actor": "reconciler"}
+        """`cause`: the position of the desired-state event it acts on; else the head it read."""
+        metadata = await self._causation.caused_by(cause or self._acted_on)
         await self._store.append(
             stream,
             [self._catalogue.to_new_event(event)],

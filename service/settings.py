@@ -4,6 +4,7 @@ os.environ is the CLI, which hands the environment to `load_settings`."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 N = TypeVar("N", int, float)
 DEFAULT_DATABASE_URL = "sqlite:///./dtma.db"
 CONF_FILE = Path("/etc/dtma.conf")
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # as config templates name them
 
 
 class SettingsError(ValueError):
@@ -32,13 +34,19 @@ class Settings:
     backend_url: str | None = None
     backend_token: str | None = None
     snapshot_every: int = 1000
+    checkpoint_every: int = 1000  # events between signed checkpoints of the hash chain
     log_level: str = "INFO"
     log_format: str = "json"  # or "text", for a person at a terminal
+    # A log line per HTTP request: off by default (GET /metrics counts requests), since a line
+    # per request costs a busy service a fifth of its request rate.
+    access_log: bool = False
     # Labels stamped on every container and network this instance creates, and required on
     # everything it reconciles: lets several instances (or test runs) share one engine.
     owner_labels: Mapping[str, str] = field(default_factory=dict)
     reconcile_interval_s: float = 10.0
     heartbeat_interval_s: float = 60.0
+    # Which of a config template's per-environment overrides apply (none when unset).
+    environment: str | None = None
 
     def require_auth_token(self) -> str:
         if not self.auth_token:
@@ -60,11 +68,14 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "backend_url": ("DTMA_BACKEND_URL", "AGENTOPIA_API_BASE_URL"),
     "backend_token": ("DTMA_BACKEND_TOKEN", "DTMA_BEARER_TOKEN"),
     "snapshot_every": ("DTMA_SNAPSHOT_EVERY",),
+    "checkpoint_every": ("DTMA_CHECKPOINT_EVERY",),
     "log_level": ("DTMA_LOG_LEVEL",),
     "log_format": ("DTMA_LOG_FORMAT",),
+    "access_log": ("DTMA_ACCESS_LOG",),
     "owner_labels": ("DTMA_OWNER_LABELS",),
     "reconcile_interval_s": ("DTMA_RECONCILE_INTERVAL",),
     "heartbeat_interval_s": ("DTMA_HEARTBEAT_INTERVAL",),
+    "environment": ("DTMA_ENVIRONMENT",),
 }
 
 
@@ -107,7 +118,7 @@ def load_settings(
 
 def _build(raw: dict[str, str]) -> Settings:
     values: dict[str, object] = dict(raw)
-    for name in ("port", "snapshot_every"):
+    for name in ("port", "snapshot_every", "checkpoint_every"):
         if name in raw:
             values[name] = _positive(name, raw[name], int, "an integer")
     if "database_url" in raw:
@@ -122,9 +133,24 @@ def _build(raw: dict[str, str]) -> Settings:
         values["heartbeat_interval_s"] = _positive(
             "heartbeat_interval_s", raw["heartbeat_interval_s"], float, "a number"
         )
+    if "environment" in raw and not ENVIRONMENT_NAME.fullmatch(raw["environment"]):
+        raise SettingsError(
+            "environment must be 1 to 63 of A-Z a-z 0-9 _ . - (a letter or digit first), "
+            f"got {raw['environment']!r}"
+        )
+    if "access_log" in raw:
+        values["access_log"] = _flag("access_log", raw["access_log"])
     if raw.get("log_format", "json") not in ("json", "text"):
         raise SettingsError(f"log_format must be json or text, got {raw['log_format']!r}")
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _flag(name: str, text: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "on": True}
+    words |= {"0": False, "false": False, "no": False, "off": False}
+    if text.strip().lower() not in words:
+        raise SettingsError(f"{name} must be true or false, got {text!r}")
+    return words[text.strip().lower()]
 
 
 def _positive(name: str, text: str, parse: Callable[[str], N], noun: str) -> N:

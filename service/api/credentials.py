@@ -11,6 +11,8 @@ from aiohttp import web
 
 from projections import credentials as read_model
 from service import commands, credentials, handlers
+from service.api import routes, schemas
+from service.api.routes import Route
 from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.keys import backend_key, context_key, ring_key, runner_key
@@ -63,9 +65,69 @@ async def public_key(request: web.Request) -> web.Response:
     return web.json_response({"publicKey": encoded, "algorithm": "X25519 SealedBox (libsodium)"})
 
 
+COMMAND_ERRORS = routes.failures(400, 401, 404, 409, 413, 422, 503)
+
+ROUTES = (
+    Route(
+        "POST",
+        "/credentials/inject",
+        inject,
+        "Inject a server's credentials (from the body, or else from the backend)",
+        {
+            **routes.ok("accepted: the new version", schemas.CredentialsAccepted, ACCEPTED),
+            **COMMAND_ERRORS,
+        },
+        body=commands.InjectCredentials,
+        params=routes.COMMAND_HEADERS,
+        tag="credentials",
+    ),
+    Route(
+        "PUT",
+        "/credentials/rotate",
+        rotate,
+        "A new version of a server's credentials; the old one is retired",
+        {
+            **routes.ok("accepted: the new version", schemas.CredentialsAccepted, ACCEPTED),
+            **COMMAND_ERRORS,
+        },
+        body=commands.RotateCredentials,
+        params=routes.COMMAND_HEADERS,
+        tag="credentials",
+    ),
+    Route(
+        "GET",
+        "/credentials/status",
+        status,
+        "Every server's current credentials: names, never values",
+        {
+            **routes.ok("the statuses", schemas.CredentialStatuses),
+            **routes.failures(401, 422, 503, 504),
+        },
+        params=(routes.MIN_POSITION,),
+        tag="credentials",
+    ),
+    Route(
+        "GET",
+        "/credentials/public-key",
+        public_key,
+        "The service's X25519 public key, for backends that seal values",
+        {**routes.ok("the key", schemas.PublicKey), **routes.failures(401, 503)},
+        tag="credentials",
+    ),
+    Route(
+        "DELETE",
+        "/credentials/{id}",
+        revoke,
+        "Revoke a server's credentials: removed from its containers, their keys destroyed",
+        {
+            **routes.ok("accepted: the versions revoked", schemas.CredentialsRevoked, ACCEPTED),
+            **routes.failures(401, 404, 409, 422, 503),
+        },
+        params=(routes.path_id("the MCP server's id"), *routes.COMMAND_HEADERS),
+        tag="credentials",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/credentials/inject", inject)
-    app.router.add_put("/credentials/rotate", rotate)
-    app.router.add_get("/credentials/status", status)
-    app.router.add_get("/credentials/public-key", public_key)
-    app.router.add_delete("/credentials/{id}", revoke)
+    routes.register(app, ROUTES)

@@ -1,4 +1,5 @@
-"""The log over HTTP: `GET /events` pages, `GET /events/stream` (SSE), `GET /audit/verify`."""
+"""The log over HTTP: `GET /events` pages, `GET /events/stream` (SSE). (The audit routes are in
+service/api/audit.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from aiohttp import web
 
 from eventstore.records import RecordedEvent
 from service import errors
-from service.api.wire import query_int
+from service.api import routes, schemas
+from service.api.routes import Param, Reply, Route
+from service.api.wire import MAX_INTEGER, query_int
 from service.keys import store_key
 
 MAX_PAGE = 1_000
@@ -46,12 +49,17 @@ def resume_position(request: web.Request) -> int:
     last = request.headers.get("Last-Event-ID")
     if last is None:
         return query_int(request, "after", 0)
-    if not last.isdigit():
+    if not is_position(last):
         raise errors.ValidationFailedError(
             "Last-Event-ID must be an event position",
             details=[{"field": "Last-Event-ID", "message": "must be a non-negative integer"}],
         )
     return int(last)
+
+
+def is_position(text: str) -> bool:
+    """A non-negative 64-bit integer in ASCII digits ("²" is a digit to str.isdigit)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_INTEGER
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
@@ -103,20 +111,49 @@ async def _keep_alive(response: web.StreamResponse) -> None:
             await response.write(b": keep-alive\n\n")
 
 
-async def verify_chain(request: web.Request) -> web.Response:
-    report = await request.app[store_key].verify_chain()
-    body: dict[str, Any] = {
-        "ok": report.ok,
-        "checked": report.checked,
-        "headPosition": report.head_position,
-        "headHash": report.head_hash,
-    }
-    if report.first_bad_position is not None:
-        body["firstBadPosition"] = report.first_bad_position
-    return web.json_response(body)
+AFTER = Param("after", "query", routes.POSITION_SCHEMA, "start after this position")
+STREAM = Param("stream", "query", {"type": "string"}, "only this stream's events")
+LAST_EVENT_ID = Param(
+    "Last-Event-ID",
+    "header",
+    {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    "a reconnecting EventSource's last position; wins over `after`",
+)
+SSE = "text/event-stream"
+
+ROUTES = (
+    Route(
+        "GET",
+        "/events",
+        list_events,
+        "A page of the log in global order",
+        {
+            **routes.ok("the events after `after`", schemas.EventPage),
+            **routes.failures(401, 422, 503),
+        },
+        params=(
+            AFTER,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                "page size",
+            ),
+            STREAM,
+        ),
+        tag="events",
+    ),
+    Route(
+        "GET",
+        "/events/stream",
+        stream_events,
+        "Server-Sent Events: every new event, `id:` = its position; resumable",
+        {200: Reply("an endless event stream", media_type=SSE), **routes.failures(401, 422, 503)},
+        params=(AFTER, STREAM, LAST_EVENT_ID),
+        tag="events",
+    ),
+)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/events", list_events)
-    app.router.add_get("/events/stream", stream_events)
-    app.router.add_get("/audit/verify", verify_chain)
+    routes.register(app, ROUTES)

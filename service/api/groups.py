@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import commands, errors, handlers, status
+from service.api import routes, schemas
+from service.api.routes import Route
 from service.api.servers import ACCEPTED, path_id
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.keys import context_key, runner_key
@@ -39,8 +41,55 @@ async def remove(request: web.Request) -> web.Response:
     return web.json_response(answer, status=ACCEPTED)
 
 
+GROUP_ID = routes.path_id("the container group's id")
+COMMAND_ERRORS = routes.failures(401, 404, 409, 422, 503)
+
+ROUTES = (
+    Route(
+        "POST",
+        "/container-groups",
+        create,
+        "Create a container group",
+        {
+            **routes.ok("created", schemas.GroupCreated, 201),
+            **routes.failures(400, 401, 409, 413, 422, 503),
+        },
+        body=commands.CreateGroup,
+        params=routes.COMMAND_HEADERS,
+        tag="container-groups",
+    ),
+    Route(
+        "GET",
+        "/container-groups/{id}",
+        read,
+        "A group, its network and its servers' statuses",
+        {
+            **routes.ok("the group", schemas.GroupRead),
+            **routes.failures(401, 404, 422, 503, 504),
+        },
+        params=(GROUP_ID, routes.MIN_POSITION),
+        tag="container-groups",
+    ),
+    Route(
+        "PUT",
+        "/container-groups/{id}/restart",
+        restart,
+        "Restart every server of the group, in dependency order",
+        {**routes.ok("accepted", schemas.Accepted, ACCEPTED), **COMMAND_ERRORS},
+        params=(GROUP_ID, *routes.COMMAND_HEADERS),
+        tag="container-groups",
+    ),
+    Route(
+        "DELETE",
+        "/container-groups/{id}",
+        remove,
+        "Remove the group, its servers and its network",
+        {**routes.ok("accepted", schemas.Accepted, ACCEPTED), **COMMAND_ERRORS},
+        params=(GROUP_ID, *routes.COMMAND_HEADERS),
+        tag="container-groups",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/container-groups", create)
-    app.router.add_get("/container-groups/{id}", read)
-    app.router.add_put("/container-groups/{id}/restart", restart)
-    app.router.add_delete("/container-groups/{id}", remove)
+    routes.register(app, ROUTES)

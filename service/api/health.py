@@ -10,7 +10,9 @@ from aiohttp import web
 
 from eventstore.records import RecordedEvent
 from service import commands, errors, handlers, health_report
-from service.api.events import serve_sse
+from service.api import routes, schemas
+from service.api.events import AFTER, LAST_EVENT_ID, SSE, serve_sse
+from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.health_monitor import breaker_config
 from service.keys import context_key, monitor_key, runner_key
@@ -73,8 +75,58 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return await serve_sse(request, health_frame)
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/health/circuit-breaker",
+        configure_breaker,
+        "Configure one server's circuit breaker, or (without mcpServerId) the default",
+        {
+            **routes.ok("the configuration now in force", schemas.BreakerConfigured),
+            **routes.failures(400, 401, 409, 413, 422, 503),
+        },
+        body=commands.ConfigureBreaker,
+        params=routes.COMMAND_HEADERS,
+        tag="health",
+    ),
+    Route(
+        "GET",
+        "/health/comprehensive",
+        comprehensive,
+        "Every server's state, recent container failures and recommended actions",
+        {
+            **routes.ok("the report", schemas.ComprehensiveReport),
+            **routes.failures(401, 422, 503, 504),
+        },
+        params=(routes.MIN_POSITION,),
+        tag="health",
+    ),
+    Route(
+        "GET",
+        "/health/stream",
+        stream,
+        "Server-Sent Events: each replica health change and circuit transition",
+        {200: Reply("an endless event stream", media_type=SSE), **routes.failures(401, 422, 503)},
+        params=(AFTER, LAST_EVENT_ID),
+        tag="health",
+    ),
+    Route(
+        "GET",
+        "/health/mcp/{id}",
+        server_health,
+        "One server's health, circuit, live counters and last transitions",
+        {
+            **routes.ok("the server's health", schemas.ServerHealthReport),
+            **routes.failures(401, 404, 422, 503, 504),
+        },
+        params=(
+            routes.Param("id", "path", {"type": "string"}, "the MCP server's id", required=True),
+            routes.MIN_POSITION,
+        ),
+        tag="health",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/health/circuit-breaker", configure_breaker)
-    app.router.add_get("/health/comprehensive", comprehensive)
-    app.router.add_get("/health/stream", stream)
-    app.router.add_get("/health/mcp/{id}", server_health)
+    routes.register(app, ROUTES)

@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from service import commands, errors, handlers, status
+from service.api import routes, schemas
+from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
-from service.keys import context_key, runner_key
+from service.keys import context_key, runner_key, statuses_key
 
 ACCEPTED = 202
 DEFAULT_WAIT_MS = 60_000
@@ -96,9 +98,15 @@ async def remove(request: web.Request) -> web.Response:
 async def all_statuses(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    models = status.ReadModels.of(runner)
-    servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
-    return web.json_response({"position": runner.position, "mcpServers": servers})
+    position = runner.position
+
+    def render() -> dict[str, Any]:
+        models = status.ReadModels.of(runner)
+        servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
+        return {"position": position, "mcpServers": servers}
+
+    body = request.app[statuses_key].body(position, render)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def one_status(request: web.Request) -> web.Response:
@@ -126,9 +134,84 @@ def path_id(request: web.Request) -> str:
     return value
 
 
+WAIT = (
+    Param(
+        "wait",
+        "query",
+        {"type": "string", "enum": ["true", "false"]},
+        "true: answer once every replica runs and passes its probes",
+    ),
+    Param(
+        "timeout",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_MS},
+        "with wait=true, milliseconds to wait before 504 (default 60000)",
+    ),
+)
+SERVER_ID = routes.path_id("the MCP server's id")
+READ_ERRORS = routes.failures(401, 422, 503, 504)
+
+ROUTES = (
+    Route(
+        "POST",
+        "/mcp-servers/deploy",
+        deploy,
+        "Deploy a group of MCP servers (the group is created if new)",
+        {
+            **routes.ok("accepted: the servers' ids", schemas.DeployAccepted, ACCEPTED),
+            **routes.ok("wait=true: every server runs and is healthy", schemas.DeploySettled),
+            **routes.failures(400, 401, 409, 413, 422, 503, 504),
+        },
+        body=commands.DeployGroup,
+        params=(*WAIT, *routes.COMMAND_HEADERS),
+        tag="mcp-servers",
+    ),
+    Route(
+        "PUT",
+        "/mcp-servers/scale",
+        scale,
+        "Set a server's number of replicas (0..20)",
+        {
+            **routes.ok("accepted", schemas.Accepted, ACCEPTED),
+            **routes.ok("wait=true: every replica runs and is healthy", schemas.ScaleSettled),
+            **routes.failures(400, 401, 404, 409, 413, 422, 503, 504),
+        },
+        body=commands.ScaleServer,
+        params=(*WAIT, *routes.COMMAND_HEADERS),
+        tag="mcp-servers",
+    ),
+    Route(
+        "GET",
+        "/mcp-servers/status",
+        all_statuses,
+        "Every MCP server's status",
+        {**routes.ok("the statuses", schemas.McpServerList), **READ_ERRORS},
+        params=(routes.MIN_POSITION,),
+        tag="mcp-servers",
+    ),
+    Route(
+        "GET",
+        "/mcp-servers/{id}",
+        one_status,
+        "One MCP server's status",
+        {**routes.ok("its status", schemas.McpServerRead), **READ_ERRORS, **routes.failures(404)},
+        params=(SERVER_ID, routes.MIN_POSITION),
+        tag="mcp-servers",
+    ),
+    Route(
+        "DELETE",
+        "/mcp-servers/{id}",
+        remove,
+        "Stop and remove every replica of a server",
+        {
+            **routes.ok("accepted", schemas.Accepted, ACCEPTED),
+            **routes.failures(401, 404, 409, 422, 503),
+        },
+        params=(SERVER_ID, *routes.COMMAND_HEADERS),
+        tag="mcp-servers",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/mcp-servers/deploy", deploy)
-    app.router.add_put("/mcp-servers/scale", scale)
-    app.router.add_get("/mcp-servers/status", all_statuses)
-    app.router.add_get("/mcp-servers/{id}", one_status)
-    app.router.add_delete("/mcp-servers/{id}", remove)
+    routes.register(app, ROUTES)

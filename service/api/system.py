@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.api import routes, schemas
+from service.api.routes import Reply, Route
 from service.keys import metrics_key, runner_key, store_key
 from service.metrics import CONTENT_TYPE
 
@@ -23,7 +25,38 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics (text format 0.0.4)",
+        {
+            200: Reply("the metrics", media_type="text/plain"),
+            **routes.failures(401, 503),
+        },
+        tag="meta",
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        "Liveness, with the read model's position",
+        routes.ok("the service is up", schemas.Liveness),
+        tag="meta",
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/health",
+        legacy_health,
+        "Liveness for the legacy backend: plain `OK`",
+        {200: Reply("the service is up: `OK`", media_type="text/plain")},
+        tag="legacy",
+        public=True,
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/health", legacy_health)
+    routes.register(app, ROUTES)

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from service import errors, legacy, status, system_metrics
 from service import legacy_decisions as decide
+from service.api import routes, tool_schemas
+from service.api.routes import Param, Reply, Route
 from service.api.wire import command_meta, read_json, wait_min_position
 from service.keys import context_key, docker_key, runner_key
 from service.middlewares import translate
@@ -159,9 +161,76 @@ async def legacy_envelope(
         return web.json_response({"success": False, "error": error.message}, status=error.status)
 
 
+def legacy_failures(*statuses: int) -> dict[int, Reply]:
+    return routes.failures(*statuses, model=tool_schemas.LegacyFailure)
+
+
+TOOL_NAME = Param(
+    "name", "path", {"type": "string"}, "the tool's instanceNameOnToolbox", required=True
+)
+SCALE_REPLIES = {
+    **routes.ok("done", tool_schemas.ToolScaled),
+    **legacy_failures(401, 404, 409, 422, 502, 503, 504),
+}
+
+ROUTES = (
+    Route(
+        "POST",
+        "/tools",
+        create,
+        "Deploy a tool (legacy): an MCP server with one replica in the group `legacy`",
+        {
+            **routes.ok("the tool runs", tool_schemas.ToolCreated, CREATED),
+            **legacy_failures(400, 401, 404, 409, 413, 422, 502, 503, 504),
+        },
+        body=decide.CreateTool,
+        params=routes.COMMAND_HEADERS,
+        tag="legacy",
+    ),
+    Route(
+        "DELETE",
+        "/tools/{name}",
+        remove,
+        "Remove a tool (legacy)",
+        {
+            **routes.ok("removed", tool_schemas.ToolRemoved),
+            **legacy_failures(401, 404, 409, 422, 503),
+        },
+        params=(TOOL_NAME, *routes.COMMAND_HEADERS),
+        tag="legacy",
+    ),
+    Route(
+        "POST",
+        "/tools/{name}/start",
+        start,
+        "Start a tool (legacy)",
+        SCALE_REPLIES,
+        params=(TOOL_NAME, *routes.COMMAND_HEADERS),
+        tag="legacy",
+    ),
+    Route(
+        "POST",
+        "/tools/{name}/stop",
+        stop,
+        "Stop a tool (legacy); stopping a stopped tool is 200",
+        SCALE_REPLIES,
+        params=(TOOL_NAME, *routes.COMMAND_HEADERS),
+        tag="legacy",
+    ),
+    Route(
+        "GET",
+        "/status",
+        overview,
+        "The host's figures and every tool (legacy)",
+        {
+            **routes.ok("the host and its tools", tool_schemas.HostOverview),
+            **legacy_failures(401, 422, 503, 504),
+        },
+        params=(routes.MIN_POSITION,),
+        tag="legacy",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/tools", create)
-    app.router.add_delete("/tools/{name}", remove)
-    app.router.add_post("/tools/{name}/start", start)
-    app.router.add_post("/tools/{name}/stop", stop)
-    app.router.add_get("/status", overview)
+    routes.register(app, ROUTES)

@@ -12,11 +12,12 @@ from pydantic import BaseModel, ValidationError
 
 from projections.runner import ProjectionRunner
 from service import errors, handlers
-from service.middlewares import validation_error
+from service.middlewares import actor_key, validation_error
 
 M = TypeVar("M", bound=BaseModel)
 MIN_POSITION_WAIT_S = 5.0
 MAX_IDEMPOTENCY_KEY = 200
+MAX_INTEGER = 2**63 - 1  # positions are 64-bit: what SQLite and PostgreSQL store and compare
 
 
 async def read_json(request: web.Request) -> tuple[Any, bytes]:
@@ -45,7 +46,7 @@ async def read_command(request: web.Request, model: type[M]) -> tuple[M, bytes]:
 
 
 def query_int(
-    request: web.Request, name: str, default: int, low: int = 0, high: int | None = None
+    request: web.Request, name: str, default: int, low: int = 0, high: int = MAX_INTEGER
 ) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -54,8 +55,8 @@ def query_int(
         value = int(raw)
     except ValueError:
         value = low - 1
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+    if not low <= value <= high:
+        bound = f"between {low} and {high}"
         raise errors.ValidationFailedError(
             f"query parameter {name} must be an integer {bound}",
             details=[{"field": name, "message": f"must be an integer {bound}"}],
@@ -81,7 +82,7 @@ def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
             details=[{"field": "Idempotency-Key", "message": "1 to 200 printable characters"}],
         )
     return handlers.CommandMeta(
-        actor="api",
+        actor=request.get(actor_key, "anonymous"),
         correlation_id=_request_id(request) or str(uuid.uuid4()),
         idempotency_key=key,
         request_hash=handlers.request_hash(request.method, request.path_qs, body),

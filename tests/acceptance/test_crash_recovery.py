@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,57 +12,11 @@ import pytest
 
 from service.docker import ContainerSpec, DockerAdapter
 from tests.acceptance.conftest import sweep
-from tests.conftest import AUTH, TOKEN
+from tests.conftest import AUTH
+from tests.support.service_process import Service
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
-DTMA = str(Path(sys.executable).with_name("dtma"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Service:
-    """`dtma serve` as a child process, on a SQLite file, seeing only this test's objects."""
-
-    def __init__(self, database: Path, owner_labels: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        labels = ",".join(f"{k}={v}" for k, v in owner_labels.items())
-        self.env = {
-            **os.environ,
-            "DTMA_AUTH_TOKEN": TOKEN,
-            "DTMA_DATABASE_URL": f"sqlite:///{database}",
-            "DTMA_PORT": str(self.port),
-            "DTMA_OWNER_LABELS": labels,
-            "DTMA_RECONCILE_INTERVAL": "1",
-            "DTMA_KEY_FILE": str(database.with_suffix(".key")),
-        }
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            DTMA,
-            "serve",
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-
-        async def answers() -> bool:
-            async with http.get(f"{self.url}/healthz") as response:
-                return response.status == 200
-
-        await wait_until(answers, 30, retrying_on=(aiohttp.ClientError,))
-
-    async def kill(self, how: int = signal.SIGKILL) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.send_signal(how)
-            await self.process.wait()
 
 
 @pytest.fixture
@@ -89,7 +39,7 @@ async def test_a_restart_after_kill_9_recreates_what_was_removed_and_removes_orp
     owner_labels: dict[str, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    service = Service(tmp_path / "dtma.db", owner_labels)
+    service = Service(f"sqlite:///{tmp_path / 'dtma.db'}", tmp_path, owner_labels)
     try:
         await service.start(http)
         body = {

@@ -52,3 +52,15 @@ def test_a_recomputed_forgery_still_breaks_the_next_link() -> None:
     forged = events[1]._replace(data_json='{"p":0}')
     events[1] = forged._replace(hash=hash_of(forged, events[0].hash))
     assert verify(events).report().first_bad_position == 3
+
+
+def test_a_verifier_resumed_after_a_trusted_position_checks_only_what_follows() -> None:
+    events = chain(6)
+    verifier = ChainVerifier(after=3, after_hash=events[2].hash)
+    verifier.feed(events[3:])
+    report = verifier.report()
+    assert report.ok and report.checked == 3 and report.head_position == 6
+
+    wrong = ChainVerifier(after=3, after_hash=events[1].hash)
+    wrong.feed(events[3:])
+    assert wrong.report().first_bad_position == 4

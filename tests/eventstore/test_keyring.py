@@ -332,6 +332,26 @@ async def test_the_service_key_pair_is_stable_across_reopen_and_rotation(
         await rotated.unseal(base64.b64encode(b"x" * 64).decode())
 
 
+# -- the audit signing key ---------------------------------------------------------------------
+
+
+async def test_the_audit_key_is_created_once_and_survives_reopen_and_rotation(
+    store: EventStore, ring: KeyRing, key_file: Path
+) -> None:
+    signer = await ring.audit_signer()
+    signed = signer.sign(7, "a" * 64, "2025-01-01T00:00:00.000000Z")
+
+    again = await (await reopen(store, key_file)).audit_signer()
+    await ring.rotate_master(MasterKey.generate(), key_file)
+    rotated = await (await reopen(store, key_file)).audit_signer()
+
+    assert again.key_id == rotated.key_id == signer.key_id
+    rotated.verify_key.verify(signed.message(), bytes.fromhex(signed.signature))
+    wrapped, fingerprint, _ = await row(store, keyring.AUDIT_KEY_ID)
+    assert wrapped is not None and fingerprint == keyfile.read_key(key_file).fingerprint
+    assert signer.key_id in repr(signer) and "SigningKey" not in repr(signer)
+
+
 # -- no key bytes anywhere they could leak -----------------------------------------------------
 
 

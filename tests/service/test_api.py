@@ -11,6 +11,7 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from service.middlewares import token_identity
 from tests.conftest import AUTH, TOKEN
 
 Client: TypeAlias = TestClient[web.Request, web.Application]
@@ -353,6 +354,7 @@ async def test_answers_a_wrong_method_with_405(client: Client, method: str, path
         ("/events?limit=abc", "limit"),
         ("/events?limit=", "limit"),
         ("/events/stream?after=-5", "after"),
+        (f"/events?after={2**63}", "after"),  # beyond a 64-bit position: was a 500 from SQLite
         ("/health/mcp/search?minPosition=x", "minPosition"),
         ("/health/mcp/search?minPosition=-1", "minPosition"),
     ],
@@ -366,8 +368,11 @@ async def test_rejects_bad_query_integers_with_422_naming_them(
     assert fields_of(error) == {field}
 
 
-async def test_rejects_a_last_event_id_that_is_not_a_position_with_422(client: Client) -> None:
-    response = await client.get("/events/stream", headers={**AUTH, "Last-Event-ID": "abc"})
+@pytest.mark.parametrize("last", ["abc", "\u00b2", str(2**63)])  # "²" passes str.isdigit
+async def test_rejects_a_last_event_id_that_is_not_a_position_with_422(
+    client: Client, last: str
+) -> None:
+    response = await client.get("/events/stream", headers={**AUTH, "Last-Event-ID": last})
 
     error = await error_of(response, 422)
     assert fields_of(error) == {"Last-Event-ID"}
@@ -556,7 +561,8 @@ async def test_every_event_carries_the_contract_fields(client: Client) -> None:
             assert field in event, field
         assert event["type"] == "CircuitBreakerConfigured"
         assert event["version"] == 1
-        assert event["metadata"]["actor"] == "api"
+        assert event["metadata"]["actor"] == token_identity(TOKEN)  # names it, never shows it
+        assert TOKEN not in event["metadata"]["actor"]
         assert event["metadata"]["correlation_id"]
         assert len(event["hash"]) == 64
     assert events[1]["metadata"]["correlation_id"] == "req-42"

@@ -99,6 +99,25 @@ def dtma(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., Awaitable[Fin
 
 
 @pytest.fixture
+def dtma_process(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> Callable[..., Awaitable[asyncio.subprocess.Process]]:
+    """Starts `dtma <args>` and leaves it running; the test ends it."""
+
+    async def start(*args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            str(DTMA),
+            *args,
+            env=cli_env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    return start
+
+
+@pytest.fixture
 async def log(make_settings: Callable[..., Settings], database_file: Path) -> Log:
     """Three breaker configurations for `search` (failure thresholds 3, 5, 8) appended by the
     app in-process on the same SQLite file, which is closed again before the CLI runs."""
@@ -179,6 +198,47 @@ async def test_events_after_a_position_prints_only_later_events(
     assert [json.loads(line) for line in result.stdout.splitlines()] == log.events[2:]
 
 
+async def test_events_pretty_prints_one_line_per_event_for_a_person(
+    dtma: Callable[..., Awaitable[Finished]], log: Log
+) -> None:
+    result = await dtma("events", "--format", "pretty")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(log.events)
+    for line, event in zip(lines, log.events, strict=True):
+        position, day, clock, stream, type_name, actor, data = line.split(maxsplit=6)
+        assert int(position) == event["position"]
+        assert f"{day}T{clock}" == event["recordedAt"][:23]
+        assert stream == f"{event['streamId']}@{event['version']}"
+        assert (type_name, actor) == (event["type"], event["metadata"]["actor"])
+        assert json.loads(data) == event["data"]
+        assert "\033" not in line  # no colour: the output is not a terminal
+
+
+async def test_events_follow_prints_what_is_appended_later(
+    dtma_process: Callable[..., Awaitable[asyncio.subprocess.Process]],
+    log: Log,
+    make_settings: Callable[..., Settings],
+    database_file: Path,
+) -> None:
+    follower = await dtma_process("events", "--follow", "--after", "3", "--format", "pretty")
+    try:
+        settings = make_settings(database_url=f"sqlite:///{database_file}")
+        async with TestClient(TestServer(create_app(settings))) as client:
+            response = await client.post(
+                "/health/circuit-breaker", json={"failureThreshold": 11}, headers=AUTH
+            )
+            assert response.status == 200
+        assert follower.stdout is not None
+        line = await asyncio.wait_for(follower.stdout.readline(), COMMAND_TIMEOUT_S)
+        assert line.split()[0] == b"4"
+        assert b"CircuitBreakerConfigured" in line and b'"failure_threshold":11' in line
+    finally:
+        follower.terminate()
+        await follower.wait()
+
+
 # -- replay ------------------------------------------------------------------------------------
 
 
@@ -253,6 +313,7 @@ async def test_rebuild_prints_the_head_and_the_replayed_state_matches_what_was_s
 
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.json()["position"] == 3
+    assert "rebuild: 3 / 3 events (100%)" in rebuilt.stderr  # the progress, finished
     assert "health" in rebuilt.json()["projections"]
     assert replayed.json()["state"] == log.state
     search = health.HealthState.model_validate(replayed.json()["state"]["health"])
@@ -276,6 +337,12 @@ async def test_audit_verify_passes_then_fails_at_the_tampered_position(
         "headPosition": 3,
         "headHash": log.events[-1]["hash"],
         "firstBadPosition": None,
+        "checkpoints": {
+            "checked": 0,
+            "lastVerifiedPosition": 0,
+            "keyIds": [],
+            "keysFrom": "checkpoints",
+        },
     }
 
     with sqlite3.connect(database_file) as connection:

@@ -54,6 +54,16 @@ async def test_reports_an_absent_image_as_not_found_without_pulling(
     assert not await docker.image_exists(image)
 
 
+@pytest.mark.parametrize("image", ["I4qI", "a:b:c", "a..b"])
+async def test_reports_a_name_no_image_can_have_as_not_found(
+    docker: DockerAdapter, image: str
+) -> None:
+    # Docker answers these with 400 "invalid reference format", not 404.
+    with pytest.raises(DockerNotFoundError, match=f"image {image} not found"):
+        await docker.inspect_image(image)
+    assert not await docker.image_exists(image)
+
+
 async def test_reports_an_absent_image_as_not_found_when_running_detached(
     docker: DockerAdapter,
 ) -> None:

@@ -180,3 +180,41 @@ def test_the_log_format_is_json_by_default_text_on_request_and_nothing_else() ->
     assert load_settings([], {"DTMA_LOG_FORMAT": "text"}).log_format == "text"
     with pytest.raises(SettingsError, match="log_format"):
         load_settings([], {"DTMA_LOG_FORMAT": "xml"})
+
+
+def test_signs_a_checkpoint_every_thousand_events_by_default() -> None:
+    assert load_settings([], {}).checkpoint_every == 1000
+
+
+def test_reads_the_checkpoint_interval_from_the_environment_or_a_flag() -> None:
+    environ = {"DTMA_CHECKPOINT_EVERY": "250"}
+
+    assert load_settings([], environ).checkpoint_every == 250
+    assert load_settings(["--checkpoint-every", "10"], environ).checkpoint_every == 10
+
+
+@pytest.mark.parametrize("every", ["0", "-1", "1.5", "often"])
+def test_rejects_a_checkpoint_interval_that_is_not_a_positive_integer(every: str) -> None:
+    with pytest.raises(SettingsError, match="checkpoint_every"):
+        load_settings([], {"DTMA_CHECKPOINT_EVERY": every})
+
+
+def test_no_environment_is_selected_unless_dtma_environment_or_the_flag_names_one() -> None:
+    assert load_settings([], {}).environment is None
+    assert load_settings([], {"DTMA_ENVIRONMENT": "production"}).environment == "production"
+    flagged = load_settings(["--environment", "staging"], {"DTMA_ENVIRONMENT": "production"})
+    assert flagged.environment == "staging"
+
+
+@pytest.mark.parametrize("name", ["-prod", "prod env", "a/b", "x" * 64])
+def test_rejects_an_environment_name_no_config_template_could_use(name: str) -> None:
+    with pytest.raises(SettingsError, match="environment"):
+        load_settings([], {"DTMA_ENVIRONMENT": name})
+
+
+def test_the_access_log_is_off_by_default_and_takes_a_yes_or_no() -> None:
+    assert load_settings([], {}).access_log is False
+    assert load_settings([], {"DTMA_ACCESS_LOG": "true"}).access_log is True
+    assert load_settings(["--access-log", "0"], {"DTMA_ACCESS_LOG": "1"}).access_log is False
+    with pytest.raises(SettingsError, match="access_log must be true or false"):
+        load_settings([], {"DTMA_ACCESS_LOG": "maybe"})

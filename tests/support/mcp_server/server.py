@@ -10,12 +10,16 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
-# test can read in `docker logs` that a client ended its session.
+# test can read in `docker logs` that a client ended its session. At start it logs
+# "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
+# "config reloaded: <the same>", so a test can tell that the file and the signal arrived.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,16 +29,31 @@ SERVER_NAME = "dtma-test-mcp"
 SERVER_VERSION = "1.0.0"
 CRASH_EXIT_CODE = 3
 MIB = 1024 * 1024
+CONFIG_PATH = "/etc/mcp/config.json"
 
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
+    watch_config()
     _ballast = allocate(int(os.environ.get("MCP_ALLOCATE_MB", "0")))  # held until exit
     if crash_after := os.environ.get("MCP_CRASH_AFTER_S"):
         schedule_crash(float(crash_after))
     if os.environ.get("MCP_HANG") == "1":
         hang(port)
     serve(port, os.environ.get("MCP_REQUIRE_TOKEN"))
+
+
+def watch_config() -> None:
+    say(f"config at start: {config_digest()}")
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: say(f"config reloaded: {config_digest()}"))
+
+
+def config_digest() -> str:
+    try:
+        with open(CONFIG_PATH, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
+    except FileNotFoundError:
+        return "absent"
 
 
 def allocate(megabytes: int) -> bytearray:
