@@ -177,20 +177,49 @@ class EventStore:
         Raises:
             VersionConflictError, IdempotencyConflictError, StoreUnavailableError.
         """
+        return await self.submit(
+            stream_id,
+            events,
+            expected_version,
+            idempotency_key,
+            metadata,
+            request_hash=request_hash,
+            result=result,
+        )
+
+    def submit(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        request_hash: str | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> Awaitable[AppendResult]:
+        """`append`, queued for the writer before this returns; await the answer. Appends
+        submitted one after another are written in that order (in one transaction, if they
+        arrive together), so a caller may submit the next append to a stream, expecting the
+        version the previous one will make, before the previous one is durable."""
         request = _encode(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
         loop = asyncio.get_running_loop()
-        began = loop.time()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._writer.submit(Pending(request, future))
+        return self._answer(future, len(events), loop.time())
+
+    async def _answer(
+        self, future: asyncio.Future[Outcome], count: int, began: float
+    ) -> AppendResult:
         outcome = await future
         if isinstance(outcome, StoreError):
             raise outcome
         for observe in self.append_observers:
-            observe(len(events), loop.time() - began)
+            observe(count, asyncio.get_running_loop().time() - began)
         return outcome
 
     # -- reading -------------------------------------------------------------------------

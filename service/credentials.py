@@ -12,7 +12,7 @@ from typing import Any, Literal
 from nacl.public import PrivateKey
 
 from eventstore.keyring import KeyRing
-from projections import credentials, events, groups
+from projections import containers, credentials, events, groups
 from service import commands, errors
 from service import credential_values as values
 from service.backend import BackendClient, BackendError
@@ -238,8 +238,19 @@ async def revoke(
     return answer
 
 
-def status_json(state: credentials.CredentialsState, now: datetime) -> list[dict[str, Any]]:
-    """GET /credentials/status: every server's current version — names, never values."""
+def _in_every_replica(version: credentials.Version, running: list[containers.Instance]) -> bool:
+    if not version.file_secrets():
+        return True
+    return all(
+        version.applied.get(i.replica) == i.container_id for i in running if i.state == "running"
+    )
+
+
+def status_json(
+    state: credentials.CredentialsState, observed: containers.ContainersState, now: datetime
+) -> list[dict[str, Any]]:
+    """GET /credentials/status: every server's current version — names, never values. A version
+    with files is `injected` once they are in every running replica, `pending` until then."""
     found = []
     for server_id, server in sorted(state.servers.items()):
         version = server.versions.get(server.current) if server.current is not None else None
@@ -249,6 +260,8 @@ def status_json(state: credentials.CredentialsState, now: datetime) -> list[dict
             "%Y-%m-%dT%H:%M:%S.%fZ"
         )
         status = "expired" if expired and version.status != "revoked" else version.status
+        if status == "injected" and not _in_every_replica(version, observed.of(server_id)):
+            status = "pending"
         tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
         found.append(
             {

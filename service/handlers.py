@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eventstore.catalogue import Catalogue
-from eventstore.errors import VersionConflictError
+from eventstore.errors import StoreError, VersionConflictError
+from eventstore.records import AppendResult
 from eventstore.store import EventStore
 from projections import events, groups, health
 from projections.runner import ProjectionRunner
@@ -57,22 +58,34 @@ def request_hash(method: str, path: str, body: bytes) -> str:
 async def configure_breaker(
     ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta
 ) -> dict[str, Any]:
-    """Settings merge over the stream's latest: concurrent commands queue on the stream's lock;
-    a conflict with another process makes it decide again."""
+    """Settings merge over the stream's latest. Concurrent commands decide in turn under the
+    stream's lock, each on the settings the previous one will write, and their appends share a
+    commit: the lock is held while deciding, not while the append becomes durable. An append
+    that fails makes the ones decided after it fail their version check and decide again on
+    what the log really holds. (This relies on one service appending to its log, as DTMA is
+    run; a write from elsewhere is still caught by the version check of the append it raced.)"""
     stream = decisions.breaker_stream(command.mcp_server_id)
-    async with ctx.locks.held(stream):
-        for attempt in range(ATTEMPTS):
-            try:
-                return await _configure_breaker_once(ctx, command, meta, stream)
-            except VersionConflictError:
-                if attempt == ATTEMPTS - 1:
-                    raise
+    for attempt in range(ATTEMPTS):
+        async with ctx.locks.held(stream):
+            answer, appending = await _decide_breaker(ctx, command, meta, stream)
+        try:
+            appended = await appending
+        except StoreError as exc:
+            ctx.breaker_tails.pop(stream, None)
+            if not isinstance(exc, VersionConflictError) or attempt == ATTEMPTS - 1:
+                raise
+            continue
+        if appended.replayed:  # nothing appended: what was expected to be there is not
+            ctx.breaker_tails.pop(stream, None)
+        return {**(appended.result or answer), "position": appended.last_position}
     raise AssertionError("unreachable")
 
 
-async def _configure_breaker_once(
+async def _decide_breaker(
     ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta, stream: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Awaitable[AppendResult]]:
+    """The answer, and the append submitted (not yet durable) with the version it will make
+    taken as the stream's from now on."""
     version, current = await _breaker_settings(ctx, stream)
     event = decisions.configure_breaker(current, command)
     if command.mcp_server_id is None:
@@ -81,7 +94,7 @@ async def _configure_breaker_once(
         _, default = await _breaker_settings(ctx, decisions.breaker_stream(None))
         config = health.effective(default, health.settings_of(event))
     answer = {"config": breaker_config_json(command.mcp_server_id, config)}
-    appended = await ctx.store.append(
+    appending = ctx.store.submit(
         stream,
         [ctx.catalogue.to_new_event(event)],
         expected_version=version,
@@ -90,13 +103,13 @@ async def _configure_breaker_once(
         request_hash=meta.request_hash,
         result=answer,
     )
-    if not appended.replayed:
-        ctx.breaker_tails[stream] = (appended.stream_version, health.settings_of(event))
-    return {**(appended.result or answer), "position": appended.last_position}
+    ctx.breaker_tails[stream] = (version + 1, health.settings_of(event))
+    return answer, appending
 
 
 async def _breaker_settings(ctx: CommandContext, stream: str) -> tuple[int, health.BreakerSettings]:
-    """The stream's version and latest settings: what was known, brought up to date."""
+    """The stream's version and latest settings: what was known (or submitted), brought up to
+    date with what the log holds beyond it."""
     version, settings = ctx.breaker_tails.get(stream, (0, health.BreakerSettings()))
     newer = await ctx.store.read_stream(stream, after_version=version)
     if newer:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from projections import containers
 from projections import credentials as read_model
 from service import commands, credentials, handlers
 from service.api import routes, schemas
@@ -56,7 +57,8 @@ async def status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     state = runner.state(read_model.PROJECTION)
-    return web.json_response(credentials.status_json(state, datetime.now(UTC)))
+    observed = runner.state(containers.PROJECTION)
+    return web.json_response(credentials.status_json(state, observed, datetime.now(UTC)))
 
 
 async def public_key(request: web.Request) -> web.Response:

@@ -547,4 +547,4 @@ async def test_on_postgresql_no_table_holds_a_secret_and_revocation_shreds(
         await connection.close()
     text = "".join(dumped)
     assert value not in text and base64.b64encode(value.encode()).decode() not in text
-    assert {r["key_id"] for r in live} <= {"x25519-service", "master-check"}  # none of ours
+    assert {r["key_id"] for r in live} <= {"x25519-service", "ed25519-audit", "master-check"}

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import (
+    AppendResult,
     EventStore,
     IdempotencyConflictError,
     NewEvent,
@@ -136,6 +137,22 @@ async def test_one_failing_check_in_a_group_commit_does_not_fail_the_others(
     assert isinstance(outcomes[1], VersionConflictError)
     assert not isinstance(outcomes[0], BaseException) and not isinstance(outcomes[2], BaseException)
     assert [e.stream_id for e in await store.read_all()] == ["g-1", "g-2", "g-3"]
+
+
+async def test_appends_submitted_in_a_row_land_in_that_order(store: EventStore) -> None:
+    """Each expects the version the one before it will make, before that one is durable; one
+    expecting a version that will not be there fails alone."""
+    answers = [
+        store.submit("s-1", [event(1)], expected_version=0),
+        store.submit("s-1", [event(2)], expected_version=1),
+        store.submit("s-1", [event(3)], expected_version=1),
+        store.submit("s-1", [event(4)], expected_version=2),
+    ]
+    outcomes = await asyncio.gather(*answers, return_exceptions=True)
+
+    assert [o.stream_version for o in outcomes if isinstance(o, AppendResult)] == [1, 2, 3]
+    assert isinstance(outcomes[2], VersionConflictError)
+    assert [e.data["n"] for e in await store.read_stream("s-1")] == [1, 2, 4]
 
 
 async def test_subscribe_catches_up_then_follows_live_appends(store: EventStore) -> None:

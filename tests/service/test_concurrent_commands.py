@@ -32,6 +32,35 @@ async def test_concurrent_breaker_settings_all_land_in_turn(client: Any) -> None
             assert answer["config"][name] == value
 
 
+async def test_a_repeated_key_among_concurrent_commands_changes_nothing(client: Any) -> None:
+    """A repeat appends nothing; the commands decided after it still merge over the log."""
+    key = {"Idempotency-Key": "breaker-once", **AUTH}
+    first = await client.post("/health/circuit-breaker", json={"openTimeout": 9000}, headers=key)
+    assert first.status == 200
+    original = await first.json()
+
+    async def send(number: int) -> dict[str, Any]:
+        headers, body = (
+            (key, {"openTimeout": 9000}) if number == 3 else (AUTH, {"failureThreshold": number})
+        )
+        response = await client.post("/health/circuit-breaker", json=body, headers=headers)
+        assert response.status == 200, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+    answers = await asyncio.gather(*(send(n) for n in range(1, 9)))
+    assert answers[2] == original  # the repeat: the first answer, its position
+    fresh = sorted((a for i, a in enumerate(answers) if i != 2), key=lambda a: a["position"])
+    assert [a["position"] for a in fresh] == list(
+        range(original["position"] + 1, original["position"] + 8)
+    )
+    assert all(a["config"]["openTimeout"] == 9000 for a in fresh)
+    last = await client.post("/health/circuit-breaker", json={"recoveryThreshold": 4}, headers=AUTH)
+    settled = (await last.json())["config"]
+    assert settled["failureThreshold"] == fresh[-1]["config"]["failureThreshold"]
+    assert (settled["openTimeout"], settled["recoveryThreshold"]) == (9000, 4)
+
+
 async def test_a_stream_lock_is_forgotten_when_nobody_holds_it() -> None:
     locks = StreamLocks()
     order: list[int] = []
