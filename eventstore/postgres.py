@@ -69,12 +69,15 @@ async def fetch_page(
     driver: Any, after: int, limit: int, stream_id: str | None
 ) -> list[RecordedEvent]:
     """A page of the log through an asyncpg connection, as plain records (no ORM rows)."""
-    if stream_id is None:
-        rows = await driver.fetch(SELECT_PAGE.format(stream=""), after, limit)
-    else:
-        rows = await driver.fetch(
-            SELECT_PAGE.format(stream="AND stream_id = $3"), after, limit, stream_id
-        )
+    try:
+        if stream_id is None:
+            rows = await driver.fetch(SELECT_PAGE.format(stream=""), after, limit)
+        else:
+            rows = await driver.fetch(
+                SELECT_PAGE.format(stream="AND stream_id = $3"), after, limit, stream_id
+            )
+    except UNAVAILABLE as exc:  # the driver's own errors: SQLAlchemy never saw this query
+        raise StoreUnavailableError(f"the database is unavailable: {type(exc).__name__}") from exc
     return list(map(RecordedEvent._make, rows))
 
 

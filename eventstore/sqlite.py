@@ -63,11 +63,14 @@ async def fetch_page(
     driver: Any, after: int, limit: int, stream_id: str | None
 ) -> list[RecordedEvent]:
     """A page of the log through an aiosqlite connection, as plain rows (no ORM rows)."""
-    if stream_id is None:
-        rows = await driver.execute_fetchall(SELECT_PAGE.format(stream=""), (after, limit))
-    else:
-        sql = SELECT_PAGE.format(stream="AND stream_id = ?")
-        rows = await driver.execute_fetchall(sql, (after, stream_id, limit))
+    try:
+        if stream_id is None:
+            rows = await driver.execute_fetchall(SELECT_PAGE.format(stream=""), (after, limit))
+        else:
+            sql = SELECT_PAGE.format(stream="AND stream_id = ?")
+            rows = await driver.execute_fetchall(sql, (after, stream_id, limit))
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: aiosqlite's closed connection
+        raise StoreUnavailableError(f"the database is unavailable: {type(exc).__name__}") from exc
     return list(map(RecordedEvent._make, rows))
 
 

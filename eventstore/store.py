@@ -88,7 +88,9 @@ def async_url(url: str) -> str:
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout."""
-    engine = create_async_engine(async_url(url))
+    # PostgreSQL connections die with a server restart: each is checked as it leaves the pool,
+    # so the first request after an outage is served, not refused
+    engine = create_async_engine(async_url(url), pool_pre_ping=url.startswith("postgresql"))
     if engine.dialect.name == "sqlite":
         from eventstore.sqlite import PRAGMAS
         from eventstore.sqlite_connections import guard
@@ -231,7 +233,11 @@ class EventStore:
         with _translated():
             async with self.engine.connect() as connection:
                 raw = await connection.get_raw_connection()
-                return await self._fetch_page(raw.driver_connection, after, limit, stream_id)
+                try:
+                    return await self._fetch_page(raw.driver_connection, after, limit, stream_id)
+                except StoreUnavailableError:
+                    await connection.invalidate()  # the pool must not hand out a dead one again
+                    raise
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """Every event of one stream after `after_version`, in version order."""

@@ -134,12 +134,9 @@ def settings_of(event: events.CircuitBreakerConfigured) -> BreakerSettings:
     )
 
 
-def latest_settings(
-    history: Iterable[events.Event], settings: BreakerSettings | None = None
-) -> BreakerSettings:
-    """The settings a breaker stream holds (from `settings`, if given, before `history`): its
-    last CircuitBreakerConfigured wins."""
-    settings = settings or BreakerSettings()
+def latest_settings(history: Iterable[events.Event]) -> BreakerSettings:
+    """The settings a breaker stream holds: its last CircuitBreakerConfigured wins."""
+    settings = BreakerSettings()
     for event in history:
         if isinstance(event, events.CircuitBreakerConfigured):
             settings = settings_of(event)

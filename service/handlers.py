@@ -108,14 +108,16 @@ async def _decide_breaker(
 
 
 async def _breaker_settings(ctx: CommandContext, stream: str) -> tuple[int, health.BreakerSettings]:
-    """The stream's version and latest settings: what was known (or submitted), brought up to
-    date with what the log holds beyond it."""
-    version, settings = ctx.breaker_tails.get(stream, (0, health.BreakerSettings()))
-    newer = await ctx.store.read_stream(stream, after_version=version)
-    if newer:
-        version = newer[-1].version
-        settings = health.latest_settings(_decoded(ctx, newer), settings)
-        ctx.breaker_tails[stream] = (version, settings)
+    """The stream's version and latest settings: as this process last wrote or submitted them,
+    else read from the log. (An append from elsewhere makes the next append here fail its
+    version check, which forgets what was known, so the retry reads the log.)"""
+    known = ctx.breaker_tails.get(stream)
+    if known is not None:
+        return known
+    history = await ctx.store.read_stream(stream)
+    version = history[-1].version if history else 0
+    settings = health.latest_settings(_decoded(ctx, history))
+    ctx.breaker_tails[stream] = (version, settings)
     return version, settings
 
 
