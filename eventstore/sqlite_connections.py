@@ -20,10 +20,15 @@ class StopOnceConnection(aiosqlite.Connection):
     """A connection whose worker thread is told to stop at most once."""
 
     def stop(self) -> asyncio.Future[Any] | None:
-        if not self._running:  # already told: the thread ends after that request
+        if self._running:
+            future: asyncio.Future[Any] | None = super().stop()
+            return future
+        # Already told: queue nothing more, but let a closer wait for the worker thread to end
+        # (a query may still be running), so that it does not call back into a closed loop.
+        try:
+            return asyncio.ensure_future(asyncio.to_thread(self._thread.join))
+        except RuntimeError:  # no running loop: from __del__
             return None
-        future: asyncio.Future[Any] | None = super().stop()
-        return future
 
     async def close(self) -> None:
         if not self._running:  # stopped: the worker closes the sqlite3 connection, then ends

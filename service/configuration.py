@@ -7,11 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from eventstore.errors import VersionConflictError
 from projections import config, events, groups
 from service import commands
 from service import config_decisions as decisions
-from service.handlers import ATTEMPTS, CATCH_UP_S, CommandContext, CommandMeta, replay_if_known
+from service.handlers import (
+    CommandContext,
+    CommandMeta,
+    Decided,
+    decide_and_append,
+    replay_if_known,
+)
 
 Decision = Callable[[config.ConfigState, groups.GroupsState], events.Event | None]
 Unchanged = Callable[[config.ConfigState], dict[str, Any]]
@@ -78,35 +83,20 @@ async def _decide_and_append(
     unchanged: Unchanged,
     meta: CommandMeta,
 ) -> dict[str, Any]:
-    """Decide on the read models caught up with the log's head; append at the stream's version
-    (a concurrent change makes it decide again, up to three times)."""
+    """Decide on the read models caught up with the log's head; append at the stream's version."""
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    for attempt in range(ATTEMPTS):
-        head, _ = await ctx.store.head()
-        await ctx.runner.wait_for(head, within=CATCH_UP_S)
+
+    def decided() -> Decided | dict[str, Any]:
         state = ctx.runner.state(config.PROJECTION)
         event = decide(state, ctx.runner.state(groups.PROJECTION))
         if event is None:
             return unchanged(state)
-        answer = _answer_of(event)
-        try:
-            appended = await ctx.store.append(
-                stream,
-                [ctx.catalogue.to_new_event(event)],
-                expected_version=state.stream_versions.get(stream, 0),
-                idempotency_key=meta.idempotency_key,
-                metadata=meta.metadata(),
-                request_hash=meta.request_hash,
-                result=answer,
-            )
-        except VersionConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
-            continue
-        return {**(appended.result or answer), "position": appended.last_position}
-    raise AssertionError("unreachable")
+        version = state.stream_versions.get(stream, 0)
+        return Decided(stream, [event], version, _answer_of(event))
+
+    return await decide_and_append(ctx, meta, decided)
 
 
 def _answer_of(event: events.Event) -> dict[str, Any]:

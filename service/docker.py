@@ -208,6 +208,15 @@ class DockerAdapter:
                 return await self.create_container(replace(spec, secrets_tmpfs=False))
         return container.id
 
+    async def _shell_in(self, container: DockerContainer) -> bool:
+        """Whether the container's image has /bin/sh, looked up once per image. An exec of a
+        shell that is not there is never tried: under load Docker can leave its attached stream
+        open, and the exec then hangs until the script timeout."""
+        image = (await container.show())["Config"]["Image"]
+        if image not in self._shells:
+            self._shells[image] = await self._has_shell(container)
+        return self._shells[image]
+
     async def _has_shell(self, container: DockerContainer) -> bool:
         with _translated(f"look for /bin/sh in container {container.id[:12]}"):
             try:
@@ -445,6 +454,8 @@ class DockerAdapter:
         try:
             with _translated(action, missing=f"container {container_id[:12]}"):
                 async with asyncio.timeout(SCRIPT_TIMEOUT_S):
+                    if not await self._shell_in(container):
+                        return docker_files.NO_SHELL
                     return await docker_files.run_script(container, script, argument, stdin)
         except TimeoutError:
             raise errors.TimedOutError(

@@ -82,6 +82,12 @@ class ScriptResult:
         return f"exit code {self.exit_code}" + (f": {tail}" if tail else "")
 
 
+# What `run_script` would have found in an image without /bin/sh, known without an exec.
+NO_SHELL = ScriptResult(
+    started=False, exit_code=-1, stdout=b"", output="/bin/sh: no such file or directory"
+)
+
+
 async def run_script(
     container: DockerContainer, script: str, argument: str, stdin: bytes | None = None
 ) -> ScriptResult:

@@ -155,6 +155,46 @@ ATTEMPTS = 3
 CATCH_UP_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a decision appends, where, at which version of that stream, and the answer."""
+
+    stream: str
+    events: list[events.Event]
+    expected_version: int
+    answer: dict[str, Any]
+
+
+async def decide_and_append(
+    ctx: CommandContext, meta: CommandMeta, decide: Callable[[], Decided | dict[str, Any]]
+) -> dict[str, Any]:
+    """Bring the projections up to the log's head, `decide` on them, append at the stream's
+    version; a concurrent change to that stream (a version conflict) makes it decide again, up
+    to three times. A decision that appends nothing returns its answer instead."""
+    for attempt in range(ATTEMPTS):
+        head, _ = await ctx.store.head()
+        await ctx.runner.wait_for(head, within=CATCH_UP_S)
+        decided = decide()
+        if not isinstance(decided, Decided):
+            return decided
+        try:
+            appended = await ctx.store.append(
+                decided.stream,
+                [ctx.catalogue.to_new_event(event) for event in decided.events],
+                expected_version=decided.expected_version,
+                idempotency_key=meta.idempotency_key,
+                metadata=meta.metadata(),
+                request_hash=meta.request_hash,
+                result=decided.answer,
+            )
+        except VersionConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        return {**(appended.result or decided.answer), "position": appended.last_position}
+    raise AssertionError("unreachable")
+
+
 async def decide_on_groups(
     ctx: CommandContext,
     command: commands.Command,
@@ -162,35 +202,17 @@ async def decide_on_groups(
     decide: GroupDecision,
     answer: Callable[[list[events.Event]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Decide on the current desired state and append to the group's stream with its version.
+    """Decide on the current desired state and append to the group's stream with its version."""
 
-    The projection is first brought up to the log's head; a concurrent change to the same group
-    (a version conflict) makes it decide again, up to three times.
-    """
-    for attempt in range(ATTEMPTS):
-        head, _ = await ctx.store.head()
-        await ctx.runner.wait_for(head, within=CATCH_UP_S)
+    def decided() -> Decided:
         state = ctx.runner.state(groups.PROJECTION)
-        decided = decide(state, command)
-        produced = decided if isinstance(decided, list) else [decided]
+        made = decide(state, command)
+        produced = made if isinstance(made, list) else [made]
         stream = groups.stream_of(_group_id(produced[0]))
-        result = answer(produced)
-        try:
-            appended = await ctx.store.append(
-                stream,
-                [ctx.catalogue.to_new_event(event) for event in produced],
-                expected_version=state.stream_versions.get(stream, 0),
-                idempotency_key=meta.idempotency_key,
-                metadata=meta.metadata(),
-                request_hash=meta.request_hash,
-                result=result,
-            )
-        except VersionConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
-            continue
-        return {**(appended.result or result), "position": appended.last_position}
-    raise AssertionError("unreachable")
+        version = state.stream_versions.get(stream, 0)
+        return Decided(stream, produced, version, answer(produced))
+
+    return await decide_and_append(ctx, meta, decided)
 
 
 def _group_id(event: events.Event) -> str:

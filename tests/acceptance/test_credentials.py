@@ -72,11 +72,16 @@ async def credential_status(recorder: Recorder, server_id: str) -> dict[str, Any
 
 
 async def until_status(recorder: Recorder, server_id: str, wanted: str, version: int) -> None:
-    async def reached() -> bool | None:
-        found = await credential_status(recorder, server_id)
-        return True if (found.get("status"), found.get("version")) == (wanted, version) else None
+    seen: dict[str, Any] = {}
 
-    await wait_until(reached, 60)
+    async def reached() -> bool | None:
+        seen.update(await credential_status(recorder, server_id))
+        return True if (seen.get("status"), seen.get("version")) == (wanted, version) else None
+
+    try:
+        await wait_until(reached, 60)
+    except TimeoutError as exc:  # what it was instead, for the failure's reader
+        raise AssertionError(f"not {wanted} v{version}; last status: {seen}") from exc
 
 
 async def files_in(
