@@ -100,7 +100,7 @@ class PostgresWriter:
         self._versions = StreamVersions()
 
     def submit(self, pending: Pending) -> None:
-        if self._task is None:
+        if self._task is None or self._task.done():  # a writer that died is started again
             self._task = asyncio.create_task(self._run(), name="dtma-pg-writer")
         self._queue.put_nowait(pending)
 
@@ -141,6 +141,11 @@ class PostgresWriter:
         except UNAVAILABLE as exc:
             self._forget_connection()
             return [StoreUnavailableError(f"PostgreSQL refused the append: {exc}")] * len(requests)
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive what the driver raises
+            logger.exception("the append failed unexpectedly; the connection is dropped")
+            self._forget_connection()
+            failed = StoreUnavailableError(f"the append failed: {type(exc).__name__}")
+            return [failed] * len(requests)
 
     async def _write(self, requests: Sequence[AppendRequest]) -> list[Outcome]:
         connection = await self._connect()

@@ -241,3 +241,26 @@ async def test_a_store_reopened_on_the_same_database_continues_the_chain(databas
         assert (await again.verify_chain()).ok
     finally:
         await again.close()
+
+
+@pytest.mark.postgres
+async def test_the_postgres_writer_outlives_an_unexpected_error(postgres_url: str) -> None:
+    store = await open_migrated_store(postgres_url)
+    try:
+        writer = store._writer
+        await store.append("w-1", [event(1)], expected_version=0)
+        original = writer._write  # type: ignore[union-attr]
+
+        async def broken(requests: object) -> object:
+            writer._write = original  # type: ignore[union-attr]
+            raise RuntimeError("a driver bug")
+
+        writer._write = broken  # type: ignore[union-attr]
+        with pytest.raises(StoreUnavailableError, match="RuntimeError"):
+            await store.append("w-1", [event(2)], expected_version=1)
+        writer._task.cancel()  # type: ignore[union-attr]  # a writer that died anyway
+        await asyncio.gather(writer._task, return_exceptions=True)  # type: ignore[union-attr]
+        await store.append("w-1", [event(3)], expected_version=1)
+        assert [e.data["n"] for e in await store.read_stream("w-1")] == [1, 3]
+    finally:
+        await store.close()
