@@ -36,6 +36,10 @@ class Version(BaseModel):
     def file_secrets(self) -> tuple[events.SealedSecret, ...]:
         return tuple(s for s in self.secrets if s.mode == "file")
 
+    def in_place(self, replica: int, container_id: str | None) -> bool:
+        """Its files are in that replica's container (or it has none to put there)."""
+        return not self.file_secrets() or self.applied.get(replica) == container_id
+
     def env_secrets(self) -> tuple[events.SealedSecret, ...]:
         return tuple(s for s in self.secrets if s.mode == "env")
 

@@ -238,12 +238,9 @@ async def revoke(
     return answer
 
 
-def _in_every_replica(version: credentials.Version, running: list[containers.Instance]) -> bool:
-    if not version.file_secrets():
-        return True
-    return all(
-        version.applied.get(i.replica) == i.container_id for i in running if i.state == "running"
-    )
+def _in_every_replica(version: credentials.Version, instances: list[containers.Instance]) -> bool:
+    running = (i for i in instances if i.state == "running")
+    return all(version.in_place(i.replica, i.container_id) for i in running)
 
 
 def status_json(

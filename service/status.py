@@ -39,9 +39,7 @@ class ReadModels:
     def credentials_in_place(self, server_id: str, instance: containers.Instance) -> bool:
         """The current file credentials are in this replica's container (or there are none)."""
         active = self.credentials.of(server_id).active()
-        if active is None or not active.file_secrets():
-            return True
-        return active.applied.get(instance.replica) == instance.container_id
+        return active is None or active.in_place(instance.replica, instance.container_id)
 
     def instance_health(self, server_id: str, instance: containers.Instance) -> str:
         """ "healthy", "unhealthy" or "starting": the probes' verdict on a running replica
