@@ -169,30 +169,43 @@ async def decide_and_append(
     ctx: CommandContext, meta: CommandMeta, decide: Callable[[], Decided | dict[str, Any]]
 ) -> dict[str, Any]:
     """Bring the projections up to the log's head, `decide` on them, append at the stream's
-    version; a concurrent change to that stream (a version conflict) makes it decide again, up
-    to three times. A decision that appends nothing returns its answer instead."""
+    version. The stream is learnt from a first decision; then, under that stream's lock, the
+    command decides again on the head (concurrent commands on one stream go in turn, each on
+    what the one before it appended) and appends. A version conflict, which then comes only
+    from outside this process, makes it decide again, up to three times. A decision that
+    appends nothing returns its answer instead."""
     for attempt in range(ATTEMPTS):
-        head, _ = await ctx.store.head()
-        await ctx.runner.wait_for(head, within=CATCH_UP_S)
-        decided = decide()
-        if not isinstance(decided, Decided):
-            return decided
-        try:
-            appended = await ctx.store.append(
-                decided.stream,
-                [ctx.catalogue.to_new_event(event) for event in decided.events],
-                expected_version=decided.expected_version,
-                idempotency_key=meta.idempotency_key,
-                metadata=meta.metadata(),
-                request_hash=meta.request_hash,
-                result=decided.answer,
-            )
-        except VersionConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
-            continue
+        first = await _decide_at_head(ctx, decide)
+        if not isinstance(first, Decided):
+            return first
+        async with ctx.locks.held(first.stream):
+            decided = await _decide_at_head(ctx, decide)
+            if not isinstance(decided, Decided):
+                return decided
+            try:
+                appended = await ctx.store.append(
+                    decided.stream,
+                    [ctx.catalogue.to_new_event(event) for event in decided.events],
+                    expected_version=decided.expected_version,
+                    idempotency_key=meta.idempotency_key,
+                    metadata=meta.metadata(),
+                    request_hash=meta.request_hash,
+                    result=decided.answer,
+                )
+            except VersionConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                continue
         return {**(appended.result or decided.answer), "position": appended.last_position}
     raise AssertionError("unreachable")
+
+
+async def _decide_at_head(
+    ctx: CommandContext, decide: Callable[[], Decided | dict[str, Any]]
+) -> Decided | dict[str, Any]:
+    head, _ = await ctx.store.head()
+    await ctx.runner.wait_for(head, within=CATCH_UP_S)
+    return decide()
 
 
 async def decide_on_groups(

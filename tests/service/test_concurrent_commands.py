@@ -61,6 +61,27 @@ async def test_a_repeated_key_among_concurrent_commands_changes_nothing(client: 
     assert (settled["openTimeout"], settled["recoveryThreshold"]) == (9000, 4)
 
 
+async def test_concurrent_group_commands_all_land_in_turn(client: Any) -> None:
+    """Restarts of one group (an empty one: nothing for Docker to do), all at once: each is
+    appended at its own position, none answered 409."""
+    created = await client.post(
+        "/container-groups", json={"id": "busy", "name": "Busy"}, headers=AUTH
+    )
+    assert created.status < 300, await created.text()
+
+    async def restart(_number: int) -> int:
+        response = await client.put("/container-groups/busy/restart", headers=AUTH)
+        assert response.status == 202, await response.text()
+        position: int = (await response.json())["position"]
+        return position
+
+    positions = await asyncio.gather(*(restart(n) for n in range(CLIENTS)))
+    assert len(set(positions)) == CLIENTS
+    page = await (await client.get("/events?stream=group-busy", headers=AUTH)).json()
+    kinds = [event["type"] for event in page["events"]]
+    assert kinds.count("GroupRestartRequested") == CLIENTS
+
+
 async def test_a_stream_lock_is_forgotten_when_nobody_holds_it() -> None:
     locks = StreamLocks()
     order: list[int] = []
