@@ -6,8 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from eventstore import audit, signing
+from service import errors
 from service.api import routes, schemas
-from service.api.routes import Route
+from service.api.routes import Param, Route
 from service.audit import public_key_json, report_json
 from service.keys import ring_key, store_key
 
@@ -15,11 +16,23 @@ from service.keys import ring_key, store_key
 async def verify(request: web.Request) -> web.Response:
     signer = await request.app[ring_key].audit_signer()
     trusted = signing.trusted_keys([signer.verify_key])
-    report = await audit.audit(request.app[store_key], trusted)
+    heads = known_heads(request.query.getall("against", []))
+    report = await audit.audit(request.app[store_key], trusted, heads)
     body = report_json(report, trusted, "service")
     if body["firstBadPosition"] is None:  # the contract: present only when there is one
         del body["firstBadPosition"]
     return web.json_response(body)
+
+
+def known_heads(texts: list[str]) -> list[audit.KnownHead]:
+    """`?against=POSITION:HASH`, repeatable: heads the auditor recorded before."""
+    try:
+        return [audit.KnownHead.parse(text) for text in texts]
+    except ValueError as exc:
+        raise errors.ValidationFailedError(
+            f"query parameter against: {exc}",
+            details=[{"field": "against", "message": str(exc)}],
+        ) from None
 
 
 async def public_key(request: web.Request) -> web.Response:
@@ -32,8 +45,19 @@ ROUTES = (
         "GET",
         "/audit/verify",
         verify,
-        "Check the whole hash chain and every signed checkpoint",
-        {**routes.ok("the verdict", schemas.ChainReport), **routes.failures(401, 503)},
+        "Check the whole hash chain, every signed checkpoint and the known heads given",
+        {**routes.ok("the verdict", schemas.ChainReport), **routes.failures(401, 422, 503)},
+        params=(
+            Param(
+                "against",
+                "query",
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^[0-9]+:[0-9a-fA-F]{64}$"},
+                },
+                "a head recorded earlier, POSITION:HASH; repeatable",
+            ),
+        ),
         tag="events",
     ),
     Route(

@@ -101,6 +101,43 @@ async def test_names_a_tampered_event_and_a_tampered_checkpoint(
     assert report["checkpoints"]["lastVerifiedPosition"] == 0
 
 
+async def test_checks_the_log_against_heads_the_auditor_recorded(audited: Client) -> None:
+    for threshold in range(1, 4):
+        await configure(audited, threshold)
+    recorded = await verdict(audited)
+    kept = f"{recorded['headPosition']}:{recorded['headHash']}"
+    forged = f"{recorded['headPosition']}:{'0' * 64}"
+    beyond = f"{recorded['headPosition'] + 100}:{recorded['headHash']}"
+    await configure(audited, 9)
+
+    response = await audited.get(
+        "/audit/verify",
+        params=[("against", kept), ("against", forged), ("against", beyond)],
+        headers=AUTH,
+    )
+
+    report = await response.json()
+    assert response.status == 200
+    assert report["ok"] is False and "firstBadPosition" not in report
+    assert [(h["position"], h["ok"]) for h in report["knownHeads"]] == [
+        (recorded["headPosition"], True),
+        (recorded["headPosition"], False),
+        (recorded["headPosition"] + 100, False),
+    ]
+    assert "ends at position" in report["knownHeads"][2]["problem"]
+    alone = await audited.get("/audit/verify", params={"against": kept}, headers=AUTH)
+    assert (await alone.json())["ok"] is True
+
+
+@pytest.mark.parametrize("given", ["12", "x:" + "0" * 64, "3:abc", "3:" + "g" * 64])
+async def test_a_malformed_known_head_is_422(audited: Client, given: str) -> None:
+    response = await audited.get("/audit/verify", params={"against": given}, headers=AUTH)
+
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_failed" and error["details"][0]["field"] == "against"
+
+
 async def test_the_public_key_is_ed25519_and_needs_the_token(audited: Client) -> None:
     answer = await audited.get("/audit/public-key", headers=AUTH)
     refused = await audited.get("/audit/public-key")
