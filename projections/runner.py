@@ -107,6 +107,8 @@ class ProjectionRunner:
         self._snapshot_every = snapshot_every
         self.folds = FoldSet(catalogue, projections)
         self._advanced = Notifier()
+        # the position of the last event of each type folded while following the log
+        self.last_of_type: dict[str, int] = {}
         self._saved_at = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -164,6 +166,7 @@ class ProjectionRunner:
             try:
                 async for recorded in self._store.subscribe(self.folds.position):
                     self.folds.apply(recorded)
+                    self.last_of_type[recorded.type] = recorded.position
                     self._advanced.notify()
                     await self._maybe_snapshot()
                     delay = 0.1

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from projections import containers, events
 
 if TYPE_CHECKING:
-    from service.reconciler import Replica
+    from service.replicas import Replica
 
 
 def unrecorded(

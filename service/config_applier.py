@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_PATH = "/etc/mcp/config.json"
 RETRY_S = 5.0
-SERVER_STREAM = "server-"  # service.reconciler.server_stream
+SERVER_STREAM = "server-"  # service.replicas.server_stream
 
 
 def rendered(configuration: Mapping[str, Any]) -> bytes:

@@ -25,7 +25,7 @@ from service.docker import DockerAdapter
 logger = logging.getLogger(__name__)
 
 RETRY_S = 5.0
-SERVER_STREAM = "server-"  # service.reconciler.server_stream
+SERVER_STREAM = "server-"  # service.replicas.server_stream
 
 
 class CredentialInjector:

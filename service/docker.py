@@ -1,7 +1,7 @@
-"""The Docker adapter: the only module that imports aiodocker (with `docker_events`).
-
-Every aiodocker or connection error becomes a service error in `_translated`, and nowhere else.
-Callers see plain values (`service.docker_objects`, `service.docker_events`), never aiodocker's.
+"""The Docker adapter: with the other `service.docker_*` modules, the only code that imports
+aiodocker. Every aiodocker or connection error becomes a service error in
+`docker_errors.translated`. Callers see plain values (`service.docker_objects`,
+`service.docker_events`), never aiodocker's; files in containers are in `docker_container_files`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,24 @@ import io
 import json
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import aclosing, contextmanager, suppress
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing, suppress
 from dataclasses import replace
-from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
 import aiodocker
-import aiohttp
 from aiodocker.containers import DockerContainer
 
-from service import docker_files, errors
+from service import errors
+from service.docker_container_files import ContainerFiles
+from service.docker_errors import (
+    DockerConflictError,
+    DockerNotFoundError,
+    DockerOperationError,
+    DockerUnavailableError,
+    translated,
+)
 from service.docker_events import DockerEvent, stream_events
 from service.docker_objects import (
     MANAGED_LABEL,
@@ -52,62 +58,6 @@ __all__ = [
 
 BUILD_LOG_TAIL_LINES = 20
 INSPECT_CONCURRENCY = 8
-SCRIPT_TIMEOUT_S = 30
-
-
-class DockerUnavailableError(errors.UnavailableError):
-    code = "docker_unavailable"
-
-
-class DockerNotFoundError(errors.NotFoundError):
-    code = "docker_not_found"
-
-
-class DockerConflictError(errors.ConflictError):
-    code = "docker_conflict"
-
-
-class DockerOperationError(errors.ServiceError):
-    status = 502
-    code = "docker_error"
-
-
-@contextmanager
-def _translated(
-    action: str, *, missing: str | None = None, log_tail: Iterable[str] = ()
-) -> Iterator[None]:
-    """Turn aiodocker's and aiohttp's errors during `action` into service errors.
-
-    `missing` names what a 404 means ("image x:1"); `log_tail` is appended to other failures.
-    """
-    try:
-        yield
-    except aiodocker.DockerError as exc:
-        raise _service_error(exc, action, missing, log_tail) from exc
-    except (
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,  # a stream cut short
-        FileNotFoundError,
-        ConnectionError,
-    ) as exc:
-        raise DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable") from exc
-
-
-def _service_error(
-    exc: aiodocker.DockerError, action: str, missing: str | None, log_tail: Iterable[str]
-) -> errors.ServiceError:
-    if exc.status == 900:
-        return DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable")
-    # Docker answers a name no image can have ("I4qI", "a:b:c") with 400 "no such image: ...:
-    # invalid reference format": as absent as any other missing image.
-    if exc.status == 404 or (exc.status == 400 and "invalid reference format" in exc.message):
-        return DockerNotFoundError(
-            f"{missing} not found" if missing else f"cannot {action}: {exc.message}"
-        )
-    if exc.status in (403, 409):  # 403: not in this state (a network in use, a built-in one)
-        return DockerConflictError(f"cannot {action}: {exc.message}")
-    tail = "".join(log_tail).rstrip()
-    return DockerOperationError(f"cannot {action}: {exc.message}" + (f"\n{tail}" if tail else ""))
 
 
 def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
@@ -116,13 +66,13 @@ def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
 
-class DockerAdapter:
+class DockerAdapter(ContainerFiles):
     """A Docker engine client; it connects on first use and `close()` releases it."""
 
     def __init__(self, url: str | None = None) -> None:
+        super().__init__()
         self._url = url
         self._client: aiodocker.Docker | None = None
-        self._shells: dict[str, bool] = {}  # image -> whether it has /bin/sh
 
     async def __aenter__(self) -> Self:
         return self
@@ -153,7 +103,7 @@ class DockerAdapter:
         await self.version()
 
     async def version(self) -> dict[str, Any]:
-        with _translated("ask the Docker engine for its version"):
+        with translated("ask the Docker engine for its version"):
             version: dict[str, Any] = await self._docker().version()
         return version
 
@@ -168,12 +118,12 @@ class DockerAdapter:
         build = self._docker().images.build(
             fileobj=io.BytesIO(context_tar), encoding="identity", tag=tag, stream=True, rm=True
         )
-        with _translated(f"build image {tag}", log_tail=log):
+        with translated(f"build image {tag}", log_tail=log):
             async for chunk in build:
                 log.append(str(chunk.get("stream", "")))
 
     async def inspect_image(self, tag: str) -> dict[str, Any]:
-        with _translated(f"inspect image {tag}", missing=f"image {tag}"):
+        with translated(f"inspect image {tag}", missing=f"image {tag}"):
             image: dict[str, Any] = await self._docker().images.inspect(tag)
         return image
 
@@ -195,7 +145,7 @@ class DockerAdapter:
         action = f"create container {spec.name} from image {spec.image}"
         if spec.secrets_tmpfs and self._shells.get(spec.image) is False:
             spec = replace(spec, secrets_tmpfs=False)
-        with _translated(action, missing=f"image {spec.image}"):
+        with translated(action, missing=f"image {spec.image}"):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )
@@ -208,44 +158,25 @@ class DockerAdapter:
                 return await self.create_container(replace(spec, secrets_tmpfs=False))
         return container.id
 
-    async def _shell_in(self, container: DockerContainer) -> bool:
-        """Whether the container's image has /bin/sh, looked up once per image. An exec of a
-        shell that is not there is never tried: under load Docker can leave its attached stream
-        open, and the exec then hangs until the script timeout."""
-        image = (await container.show())["Config"]["Image"]
-        if image not in self._shells:
-            self._shells[image] = await self._has_shell(container)
-        return self._shells[image]
-
-    async def _has_shell(self, container: DockerContainer) -> bool:
-        with _translated(f"look for /bin/sh in container {container.id[:12]}"):
-            try:
-                await container.get_archive("/bin/sh")
-            except aiodocker.DockerError as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return True
-
     async def start_container(self, container_id: str) -> int | None:
         """Start a container; return the loopback port its published port got.
 
         None when it publishes no port, is on an internal network (which publishes none), or
         stopped again before its port could be read (it may die at once: an OOM kill).
         """
-        with _translated(f"start container {container_id[:12]}"):
+        with translated(f"start container {container_id[:12]}"):
             await self._docker().containers.container(container_id).start()
             details = await self._docker().containers.container(container_id).show()
         return published_port(details)
 
     async def stop_container(self, container_id: str, timeout_s: int = 10) -> None:
         """SIGTERM, then SIGKILL after `timeout_s` seconds; a stopped container is fine."""
-        with _translated(f"stop container {container_id[:12]}"):
+        with translated(f"stop container {container_id[:12]}"):
             await self._docker().containers.container(container_id).stop(t=timeout_s)
 
     async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
         """Send `signal`; a container that is not running is a `DockerConflictError`."""
-        with _translated(f"kill container {container_id[:12]}"):
+        with translated(f"kill container {container_id[:12]}"):
             await self._docker().containers.container(container_id).kill(signal=signal)
 
     async def remove_container(self, container_id: str) -> None:
@@ -262,7 +193,7 @@ class DockerAdapter:
     async def inspect_container(self, container_id: str) -> ContainerInfo:
         """The container's state; an absent one is a `DockerNotFoundError`."""
         short = container_id[:12]
-        with _translated(f"inspect container {short}", missing=f"container {short}"):
+        with translated(f"inspect container {short}", missing=f"container {short}"):
             details = await self._docker().containers.container(container_id).show()
         return container_info(details)
 
@@ -270,7 +201,7 @@ class DockerAdapter:
         """Everything `docker inspect` shows of the container, as JSON text (for audits and
         tests that must find no secret there)."""
         short = container_id[:12]
-        with _translated(f"inspect container {short}", missing=f"container {short}"):
+        with translated(f"inspect container {short}", missing=f"container {short}"):
             details = await self._docker().containers.container(container_id).show()
         return json.dumps(details)
 
@@ -295,7 +226,7 @@ class DockerAdapter:
 
     async def list_container_ids(self, labels: Mapping[str, str]) -> list[str]:
         """Ids of every container, running or not, carrying all of `labels`, newest first."""
-        with _translated("list containers"):
+        with translated("list containers"):
             found = await self._docker().containers.list(all=True, filters=_label_filters(labels))
         return [container.id for container in found]
 
@@ -312,7 +243,7 @@ class DockerAdapter:
 
     async def _remove(self, container_id: str) -> None:
         short = container_id[:12]
-        with _translated(f"remove container {short}", missing=f"container {short}"):
+        with translated(f"remove container {short}", missing=f"container {short}"):
             await self._docker().containers.container(container_id).delete(force=True)
 
     # Containers, start to finish
@@ -328,7 +259,7 @@ class DockerAdapter:
         container_id = await self.create_container(spec)
         container = self._docker().containers.container(container_id)
         try:
-            with _translated(f"run container {spec.name} from image {spec.image}"):
+            with translated(f"run container {spec.name} from image {spec.image}"):
                 await container.start()
                 exit_code = await _wait(container, spec.image, timeout_s)
                 output = await container.log(stdout=True, stderr=True)
@@ -382,110 +313,6 @@ class DockerAdapter:
             raise
         return container_id, port
 
-    # Files in running containers
-
-    async def write_secret_file(self, container_id: str, name: str, content: bytes) -> None:
-        """Put `content` at /run/secrets/<name> in the running container, mode 0400, owned by its
-        user, replacing an older version whole; the container is not restarted.
-
-        The container's shell, run as its user, reads the bytes from its stdin (on the tmpfs of
-        `ContainerSpec.secrets_tmpfs` if it has one). An image without a shell gets the file
-        through Docker's archive API, in its writable layer; the archive API cannot reach a
-        tmpfs, so such a container with a secrets tmpfs is a `DockerOperationError`.
-
-        Raises:
-            ValueError: `name` is not a plain file name (Docker is not asked).
-        """
-        docker_files.check_secret_name(name)
-        action = f"write secret file {name} in container {container_id[:12]}"
-        script, stdin = docker_files.WRITE_SCRIPT, docker_files.framed(content)
-        result = await self._run_script(action, container_id, script, name, stdin)
-        if result.shell_missing:
-            await self._put_secret(action, container_id, name, content, mode=0o400)
-        else:
-            _checked(result, action)
-
-    async def remove_secret_file(self, container_id: str, name: str) -> bool:
-        """Delete /run/secrets/<name> from the running container; True once it is gone (or was
-        never there). Without a shell the archive API can only overwrite it: with an empty file
-        of mode 0000, and the answer is False."""
-        docker_files.check_secret_name(name)
-        action = f"remove secret file {name} from container {container_id[:12]}"
-        result = await self._run_script(action, container_id, docker_files.REMOVE_SCRIPT, name)
-        if not result.shell_missing:
-            _checked(result, action)
-            return True
-        await self._put_secret(action, container_id, name, b"", mode=0)
-        return False
-
-    async def read_file(self, container_id: str, path: str) -> bytes | None:
-        """The regular file at the absolute `path` as the container's user sees it, tmpfs
-        mounts included; None when there is none. Without a shell, through the archive API,
-        which sees the image and the writable layer but no tmpfs."""
-        if not PurePosixPath(path).is_absolute():
-            raise ValueError("the path of a file in a container must be absolute")
-        action = f"read {path} in container {container_id[:12]}"
-        result = await self._run_script(action, container_id, docker_files.READ_SCRIPT, path)
-        if result.shell_missing:
-            return await self._read_archived(action, container_id, path)
-        if result.started and result.exit_code == docker_files.ABSENT:
-            return None
-        return _checked(result, action).stdout
-
-    async def write_file(
-        self, container_id: str, path: str, content: bytes, mode: int = 0o644
-    ) -> None:
-        """Put `content` at the absolute `path` in the container, owned by root, through Docker's
-        archive API: any image (no shell needed), a container that has not started yet too.
-        Missing directories are made (0755). Not for secrets: they go through
-        `write_secret_file`."""
-        target = PurePosixPath(path)
-        if not target.is_absolute() or target.name in ("", ".", ".."):
-            raise ValueError("the path of a file in a container must be absolute")
-        container = self._docker().containers.container(container_id)
-        short = container_id[:12]
-        with _translated(f"write {path} in container {short}", missing=f"container {short}"):
-            await docker_files.put_file(container, target, content, mode=mode)
-
-    async def _run_script(
-        self, action: str, container_id: str, script: str, argument: str, stdin: bytes | None = None
-    ) -> docker_files.ScriptResult:
-        container = self._docker().containers.container(container_id)
-        try:
-            with _translated(action, missing=f"container {container_id[:12]}"):
-                async with asyncio.timeout(SCRIPT_TIMEOUT_S):
-                    if not await self._shell_in(container):
-                        return docker_files.NO_SHELL
-                    return await docker_files.run_script(container, script, argument, stdin)
-        except TimeoutError:
-            raise errors.TimedOutError(
-                f"cannot {action}: not done within {SCRIPT_TIMEOUT_S} s"
-            ) from None
-
-    async def _put_secret(
-        self, action: str, container_id: str, name: str, content: bytes, *, mode: int
-    ) -> None:
-        container = self._docker().containers.container(container_id)
-        with _translated(action, missing=f"container {container_id[:12]}"):
-            details = await container.show()
-            if docker_files.archive_unreachable(details):
-                raise DockerOperationError(
-                    f"cannot {action}: its image has no shell and Docker's archive API cannot "
-                    f"reach the tmpfs on /run/secrets; create it without one"
-                )
-            if (ids := await docker_files.container_owner(container, details)) is None:
-                raise DockerOperationError(f"cannot {action}: its user is not in /etc/passwd")
-            await docker_files.put_secret(container, name, content, mode=mode, owner=ids)
-
-    async def _read_archived(self, action: str, container_id: str, path: str) -> bytes | None:
-        container = self._docker().containers.container(container_id)
-        try:
-            with _translated(action):
-                return await docker_files.read_archived(container, path)
-        except DockerNotFoundError:
-            await self.inspect_container(container_id)  # raises if the container is gone
-            return None
-
     # Networks
 
     async def ensure_network(
@@ -506,7 +333,7 @@ class DockerAdapter:
                 "Labels": managed(labels),
                 "CheckDuplicate": True,
             }
-            with suppress(DockerConflictError), _translated(f"create network {name}"):
+            with suppress(DockerConflictError), translated(f"create network {name}"):
                 network = await self._docker().networks.create(config)
                 return str(network.id)
         raise DockerConflictError(f"cannot create network {name}: created and removed meanwhile")
@@ -521,19 +348,19 @@ class DockerAdapter:
             return
         if not is_managed(existing.get("Labels")):
             raise DockerConflictError(f"network {name} is not managed by DTMA: left alone")
-        with suppress(DockerNotFoundError), _translated(f"remove network {name}"):
+        with suppress(DockerNotFoundError), translated(f"remove network {name}"):
             network = await self._docker().networks.get(str(existing["Id"]))
             await network.delete()
 
     async def list_managed_networks(self) -> list[tuple[str, dict[str, str]]]:
         """The name and labels of every network labelled `dtma.managed=true`."""
-        with _translated("list networks"):
+        with translated("list networks"):
             found = await self._docker().networks.list(filters=_label_filters(MANAGED_LABELS))
         return [(str(network["Name"]), dict(network.get("Labels") or {})) for network in found]
 
     async def _find_network(self, name: str) -> dict[str, Any] | None:
         """The network called exactly `name` (Docker's name filter also matches parts)."""
-        with _translated(f"look for network {name}"):
+        with translated(f"look for network {name}"):
             found = await self._docker().networks.list(filters={"name": name})
         return next((network for network in found if network.get("Name") == name), None)
 
@@ -547,7 +374,7 @@ class DockerAdapter:
         cannot be reached, raises `DockerUnavailableError`: reconnect with the last `time_nano`
         seen and drop the events at that very nanosecond already handled.
         """
-        with _translated("follow the Docker engine's events"):
+        with translated("follow the Docker engine's events"):
             async with aclosing(stream_events(self._docker(), since_nano)) as stream:
                 async for event in stream:
                     yield event
@@ -562,12 +389,6 @@ def _checked_network(network: Mapping[str, Any], name: str, internal: bool) -> s
             f"remove it to change that"
         )
     return str(network["Id"])
-
-
-def _checked(result: docker_files.ScriptResult, action: str) -> docker_files.ScriptResult:
-    if (failure := result.failure()) is not None:
-        raise DockerOperationError(f"cannot {action}: {failure}")
-    return result
 
 
 async def _wait(container: DockerContainer, image: str, timeout_s: float) -> int:

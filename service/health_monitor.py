@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 STARTING_PROBE_S = 0.25
 TICK_S = 0.25
-STREAM_PREFIX = "server-"  # service.reconciler.server_stream
+STREAM_PREFIX = "server-"  # service.replicas.server_stream
 
 
 @dataclass(frozen=True, slots=True)

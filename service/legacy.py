@@ -17,7 +17,7 @@ from projections.runner import ProjectionRunner
 from service import errors, handlers
 from service import legacy_decisions as decide
 from service.docker import DockerAdapter
-from service.reconciler import server_stream
+from service.replicas import server_stream
 
 T = TypeVar("T")
 OUTCOME_S = 60.0  # how long a command waits for Docker to act on it

@@ -19,7 +19,8 @@ from projections.runner import ProjectionRunner
 from service import errors
 from service.causation import Causation
 from service.docker import DockerAdapter, DockerEvent
-from service.reconciler import Reconciler, removed_key, removed_outside, server_stream
+from service.reconciler import Reconciler
+from service.replicas import removed_key, removed_outside, server_stream
 
 logger = logging.getLogger(__name__)
 

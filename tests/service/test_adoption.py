@@ -5,7 +5,7 @@ from __future__ import annotations
 from projections import containers, events
 from service import adoption
 from service.docker import ContainerInfo
-from service.reconciler import Replica
+from service.replicas import Replica
 
 
 def replica(container_id: str = "c1", running: bool = True, version: str | None = None) -> Replica:

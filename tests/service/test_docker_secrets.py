@@ -22,6 +22,7 @@ from service.docker import (
     ContainerSpec,
     DockerAdapter,
     DockerConflictError,
+    DockerNotFoundError,
     DockerOperationError,
 )
 from tests.support.docker import run_labels
@@ -269,6 +270,20 @@ async def test_reports_a_container_that_is_not_running_as_a_conflict_without_the
 
     assert "api.key" in raised.value.message
     assert marker(secret) not in repr(raised.value) + repr(raised.value.__cause__)
+
+
+async def test_a_removed_container_is_not_found_though_its_image_is_remembered(
+    docker: DockerAdapter, busybox_sh: str, mcp_image: str, start: Start
+) -> None:
+    for image in (busybox_sh, mcp_image):  # the shell's exec and the archive API
+        container_id = await start(image)
+        await docker.write_secret_file(container_id, "api.key", new_secret())
+        await docker.remove_container(container_id)
+
+        with pytest.raises(DockerNotFoundError):
+            await docker.write_secret_file(container_id, "api.key", new_secret())
+        with pytest.raises(DockerNotFoundError):
+            await docker.read_file(container_id, "/run/secrets/api.key")
 
 
 async def test_reports_a_failed_write_with_the_shells_reason_and_without_the_secret(

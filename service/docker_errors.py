@@ -1,0 +1,67 @@
+"""The Docker adapter's errors: every aiodocker or connection error becomes one of these service
+errors in `translated`, and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import aiodocker
+import aiohttp
+
+from service import errors
+
+
+class DockerUnavailableError(errors.UnavailableError):
+    code = "docker_unavailable"
+
+
+class DockerNotFoundError(errors.NotFoundError):
+    code = "docker_not_found"
+
+
+class DockerConflictError(errors.ConflictError):
+    code = "docker_conflict"
+
+
+class DockerOperationError(errors.ServiceError):
+    status = 502
+    code = "docker_error"
+
+
+@contextmanager
+def translated(
+    action: str, *, missing: str | None = None, log_tail: Iterable[str] = ()
+) -> Iterator[None]:
+    """Turn aiodocker's and aiohttp's errors during `action` into service errors.
+
+    `missing` names what a 404 means ("image x:1"); `log_tail` is appended to other failures.
+    """
+    try:
+        yield
+    except aiodocker.DockerError as exc:
+        raise service_error(exc, action, missing, log_tail) from exc
+    except (
+        aiohttp.ClientConnectionError,
+        aiohttp.ClientPayloadError,  # a stream cut short
+        FileNotFoundError,
+        ConnectionError,
+    ) as exc:
+        raise DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable") from exc
+
+
+def service_error(
+    exc: aiodocker.DockerError, action: str, missing: str | None, log_tail: Iterable[str]
+) -> errors.ServiceError:
+    if exc.status == 900:
+        return DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable")
+    # Docker answers a name no image can have ("I4qI", "a:b:c") with 400 "no such image: ...:
+    # invalid reference format": as absent as any other missing image.
+    if exc.status == 404 or (exc.status == 400 and "invalid reference format" in exc.message):
+        return DockerNotFoundError(
+            f"{missing} not found" if missing else f"cannot {action}: {exc.message}"
+        )
+    if exc.status in (403, 409):  # 403: not in this state (a network in use, a built-in one)
+        return DockerConflictError(f"cannot {action}: {exc.message}")
+    tail = "".join(log_tail).rstrip()
+    return DockerOperationError(f"cannot {action}: {exc.message}" + (f"\n{tail}" if tail else ""))

@@ -1,0 +1,69 @@
+"""When the reconciler runs a pass: for an event it may act on, not for the passive ones (breaker
+settings, applied configs and credentials, its own records), which would cost a Docker listing
+each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from projections import events
+from service.app import create_app
+from service.docker import DockerAdapter
+from service.keys import reconciler_key, runner_key
+from service.reconciler import PASSIVE_EVENTS
+from service.settings import Settings
+from tests.conftest import AUTH
+from tests.support.waiting import wait_until
+
+
+def test_every_passive_event_is_a_type_in_the_catalogue() -> None:
+    assert set(events.CATALOGUE.names()) >= PASSIVE_EVENTS
+
+
+async def test_passive_events_start_no_pass_and_a_group_declared_does(
+    aiohttp_client: Callable[..., Any],
+    make_settings: Callable[..., Settings],
+    docker: DockerAdapter,
+) -> None:
+    settings = make_settings(reconcile_interval_s=3600)
+    client = await aiohttp_client(create_app(settings))
+    reconciler, runner = client.app[reconciler_key], client.app[runner_key]
+    passes: list[tuple[str, int]] = []  # (start|end, the position the projections were at)
+    original = reconciler.reconcile_once
+
+    async def counted() -> None:
+        passes.append(("start", runner.position))
+        await original()
+        passes.append(("end", runner.position))
+
+    reconciler.reconcile_once = counted  # type: ignore[method-assign]
+    try:
+
+        async def ended_after(position: int) -> bool | None:
+            return True if any(k == "end" and p >= position for k, p in passes) else None
+
+        reconciler.poke()  # one pass now, so that whatever the start did is behind it
+        await wait_until(lambda: ended_after(0), 30)
+        before = len(passes)
+
+        for threshold in (2, 3, 4):
+            response = await client.post(
+                "/health/circuit-breaker", json={"failureThreshold": threshold}, headers=AUTH
+            )
+            assert response.status == 200
+            passive = (await response.json())["position"]
+        assert await runner.wait_for(passive, within=10)
+        response = await client.post(
+            "/container-groups", json={"id": "woken", "name": "Woken"}, headers=AUTH
+        )
+        assert response.status in (200, 201, 202), await response.text()
+        declared = (await response.json())["position"]
+        await wait_until(lambda: ended_after(declared), 30)
+        started = [p for kind, p in passes[before:] if kind == "start"]
+        assert started and min(started) >= declared, (passive, declared, passes)
+    finally:
+        await client.close()
+        for name, labels in await docker.list_managed_networks():
+            if all(labels.get(k) == v for k, v in settings.owner_labels.items()):
+                await docker.remove_network(name)
