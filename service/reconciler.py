@@ -1,9 +1,9 @@
 """The reconciler: compares desired state (the groups projection) with the containers Docker
 has (by `dtma.*` labels) and closes the gap, recording each action as an event.
 
-Level-triggered: it runs at start, after every new event, after a Docker event and every
-`interval` seconds, and always looks at the whole picture, so a restart after a crash needs no
-memory beyond the log and Docker. What it removes is recorded before it acts.
+Level-triggered: it runs at start, after a new event it may act on, after a Docker event and
+every `interval` seconds, and always looks at the whole picture, so a restart after a crash
+needs no memory beyond the log and Docker. What it removes is recorded before it acts.
 """
 
 from __future__ import annotations
