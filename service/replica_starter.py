@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 
 from eventstore.keyring import KeyRing, KeyringError
 from projections import config, containers, credentials, events, groups, health
@@ -48,39 +49,16 @@ class ReplicaStarter:
         replica: int,
         successor: bool = False,
     ) -> bool:
+        """Create, configure and start the replica's container; False (recorded, the container
+        gone, a backoff begun) if Docker refused."""
         spec = server.spec
         if self._runner.state(health.PROJECTION).circuit(spec.id).state == "open":
             return False  # it opened while this pass was under way
-        limits = desired.limits_of(spec.id)
-        labels = {
-            **self._owner_labels,
-            "dtma.group": group.id,
-            "dtma.server": spec.id,
-            "dtma.replica": str(replica),
-            "dtma.generation": str(server.generation),
-        }
         version, secret_env = await self._env_credentials(spec.id)
-        if version is not None:
-            labels[CREDENTIALS_LABEL] = str(version)
-        name = container_name(group.id, spec.id, replica)
+        container = self._container(desired, group, server, replica, version, secret_env)
         if successor:  # it runs beside the replica's current container for a while
-            name = f"{name}-v{version or 0}"
-        container = ContainerSpec(
-            name=name,
-            image=spec.image,
-            labels={**spec.labels, **labels},  # a legacy tool's name; DTMA's own labels win
-            env={**spec.env, **secret_env},
-            secrets_tmpfs=SECRETS_TMPFS,
-            command=list(spec.command) if spec.command is not None else None,
-            network=network_name(group.id),
-            aliases=[spec.id],
-            container_port=spec.port,
-            memory_mb=limits.memory_mb,
-            cpus=limits.cpus,
-            pids=limits.pids or 512,
-            cap_add=list(spec.cap_add),
-            host_ports=spec.host_ports,
-        )
+            container = replace(container, name=f"{container.name}-v{version or 0}")
+        name = container.name
         container_id: str | None = None
         try:
             container_id = await self._docker.create_container(container)
@@ -133,6 +111,43 @@ class ReplicaStarter:
             server.changed_at,
         )
         return True
+
+    def _container(
+        self,
+        desired: groups.GroupsState,
+        group: groups.GroupState,
+        server: groups.ServerState,
+        replica: int,
+        version: int | None,
+        secret_env: dict[str, str],
+    ) -> ContainerSpec:
+        spec = server.spec
+        limits = desired.limits_of(spec.id)
+        labels = {
+            **self._owner_labels,
+            "dtma.group": group.id,
+            "dtma.server": spec.id,
+            "dtma.replica": str(replica),
+            "dtma.generation": str(server.generation),
+        }
+        if version is not None:
+            labels[CREDENTIALS_LABEL] = str(version)
+        return ContainerSpec(
+            name=container_name(group.id, spec.id, replica),
+            image=spec.image,
+            labels={**spec.labels, **labels},  # a legacy tool's name; DTMA's own labels win
+            env={**spec.env, **secret_env},
+            secrets_tmpfs=SECRETS_TMPFS,
+            command=list(spec.command) if spec.command is not None else None,
+            network=network_name(group.id),
+            aliases=[spec.id],
+            container_port=spec.port,
+            memory_mb=limits.memory_mb,
+            cpus=limits.cpus,
+            pids=limits.pids or 512,
+            cap_add=list(spec.cap_add),
+            host_ports=spec.host_ports,
+        )
 
     async def _write_config(self, server_id: str, replica: int, container_id: str) -> None:
         """The server's current configuration, into the container before it starts."""
