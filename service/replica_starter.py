@@ -58,7 +58,6 @@ class ReplicaStarter:
         container = self._container(desired, group, server, replica, version, secret_env)
         if successor:  # it runs beside the replica's current container for a while
             container = replace(container, name=f"{container.name}-v{version or 0}")
-        name = container.name
         container_id: str | None = None
         try:
             container_id = await self._docker.create_container(container)
@@ -69,7 +68,7 @@ class ReplicaStarter:
                     server_id=spec.id,
                     replica=replica,
                     container_id=container_id,
-                    name=name,
+                    name=container.name,
                     generation=server.generation,
                     credentials_version=version,
                 ),
