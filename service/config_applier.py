@@ -22,12 +22,12 @@ from projections.runner import ProjectionRunner
 from service import errors
 from service.causation import Causation
 from service.docker import DockerAdapter
+from service.replicas import server_stream
 
 logger = logging.getLogger(__name__)
 
 CONFIG_PATH = "/etc/mcp/config.json"
 RETRY_S = 5.0
-SERVER_STREAM = "server-"  # service.replicas.server_stream
 
 
 def rendered(configuration: Mapping[str, Any]) -> bytes:
@@ -136,7 +136,7 @@ class ConfigApplier:
     ) -> None:
         """`cause`: the position of the version it acts on."""
         await self._store.append(
-            SERVER_STREAM + event.server_id,
+            server_stream(event.server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=await self._causation.caused_by(cause),

@@ -21,11 +21,11 @@ from projections.runner import ProjectionRunner
 from service import errors
 from service.causation import Causation
 from service.docker import DockerAdapter
+from service.replicas import server_stream
 
 logger = logging.getLogger(__name__)
 
 RETRY_S = 5.0
-SERVER_STREAM = "server-"  # service.replicas.server_stream
 
 
 class CredentialInjector:
@@ -103,7 +103,7 @@ class CredentialInjector:
             key_ids=tuple(v.key_id for v in older),
         )
         await self._store.append(
-            SERVER_STREAM + server_id,
+            server_stream(server_id),
             [self._catalogue.to_new_event(retired)],
             None,
             metadata=await self._causation.caused_by(self._runner.position),
@@ -177,7 +177,7 @@ class CredentialInjector:
 
     async def _append(self, event: events.CredentialsApplied | events.CredentialsFailed) -> None:
         await self._store.append(
-            SERVER_STREAM + event.server_id,
+            server_stream(event.server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=await self._causation.caused_by(self._runner.position),

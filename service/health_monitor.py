@@ -34,13 +34,13 @@ from projections.runner import ProjectionRunner
 from service import breaker, probes, status
 from service.causation import Actor, Causation
 from service.replica_health import ReplicaProbes, observe
+from service.replicas import server_stream
 from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
 STARTING_PROBE_S = 0.25
 TICK_S = 0.25
-STREAM_PREFIX = "server-"  # service.replicas.server_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +373,7 @@ class HealthMonitor:
         cause = causation if causation is not None else self._runner.position
         metadata = await self._causation.caused_by(cause, actor)
         appended = await self._store.append(
-            STREAM_PREFIX + server_id,
+            server_stream(server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=metadata,
