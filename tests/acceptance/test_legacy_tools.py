@@ -18,6 +18,7 @@ from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.conftest import AUTH
 from tests.support.docker_cli import inspect_raw
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -59,13 +60,6 @@ async def containers_of(docker: DockerAdapter, owner: dict[str, str]) -> list[Co
         for c in await docker.list_managed()
         if all(c.labels.get(k) == v for k, v in owner.items())
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_a_tool_is_created_listed_stopped_started_and_deleted(

@@ -48,13 +48,13 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     MEMORY_MB,
     TOKEN,
     Service,
-    free_port,
     metric,
     note,
     service_process,
     stop,
 )
 from tests.support.mcp_image import ensure_mcp_image  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 READ_GOAL = 0.5
 WARMUP_S = 2

@@ -59,7 +59,6 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     ForeignEvents,
     Service,
     cli,
-    free_port,
     metric,
     note,
     p95,
@@ -69,6 +68,7 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     wall_ns,
 )
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 INTERVAL_MS = 1000
 MCP_CHECK = {"type": "mcp", "healthCheckInterval": INTERVAL_MS}

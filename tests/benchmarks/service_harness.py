@@ -12,7 +12,6 @@ import math
 import os
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -26,8 +25,9 @@ import aiohttp
 
 from service import errors
 from service.docker import DockerAdapter
-from service.settings import SOURCES
 from tests.support.mcp_image import CONTAINER_PORT
+from tests.support.ports import free_port
+from tests.support.service_process import service_environment
 
 TOKEN = secrets.token_hex(16)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -249,35 +249,12 @@ class ProcessService(Service):
         return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def dtma_command() -> list[str]:
     """The console script next to this interpreter (pyproject's `dtma`), else the module."""
     script = Path(sys.executable).with_name("dtma")
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
-
-
-def service_environment(directory: Path, port: int, owner: dict[str, str]) -> dict[str, str]:
-    """This environment without any DTMA setting of its own, plus the benchmark's settings."""
-    inherited = {variable for variables in SOURCES.values() for variable in variables}
-    environment = {k: v for k, v in os.environ.items() if k not in inherited}
-    if "DOCKER_HOST" in os.environ:  # the same engine as the benchmark's own clients
-        environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-    return environment | {
-        "DTMA_AUTH_TOKEN": TOKEN,
-        "DTMA_DATABASE_URL": f"sqlite:///{directory / 'dtma.db'}",
-        "DTMA_HOST": "127.0.0.1",
-        "DTMA_PORT": str(port),
-        "DTMA_OWNER_LABELS": ",".join(f"{k}={v}" for k, v in owner.items()),
-        "DTMA_KEY_FILE": str(directory / "dtma.key"),
-    }
 
 
 def open_log(path: Path) -> IO[bytes]:
@@ -297,7 +274,14 @@ async def service_process(docker: DockerAdapter, tag: str) -> AsyncIterator[Proc
             process = await asyncio.create_subprocess_exec(
                 *dtma_command(),
                 "serve",
-                env=service_environment(directory, port, owner),
+                env=service_environment(
+                    f"sqlite:///{directory / 'dtma.db'}",
+                    directory,
+                    owner,
+                    DTMA_AUTH_TOKEN=TOKEN,
+                    DTMA_HOST="127.0.0.1",
+                    DTMA_PORT=str(port),
+                ),
                 cwd=directory,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import sys
@@ -29,6 +28,7 @@ from service.app import create_app
 from service.keys import runner_key
 from service.settings import CONF_FILE, Settings
 from tests.conftest import AUTH, TOKEN, isolating_labels
+from tests.support.ports import free_port
 
 DTMA = Path(sys.executable).with_name("dtma")
 COMMAND_TIMEOUT_S = 60.0
@@ -145,13 +145,6 @@ async def log(make_settings: Callable[..., Settings], database_file: Path) -> Lo
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- migrate -----------------------------------------------------------------------------------

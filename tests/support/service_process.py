@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,12 @@ import aiohttp
 
 from service.settings import SOURCES
 from tests.conftest import TOKEN
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 DTMA = str(Path(sys.executable).with_name("dtma"))
 STARTUP_S = 30.0
 STOP_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def service_environment(
@@ -42,7 +35,6 @@ def service_environment(
         "DTMA_AUTH_TOKEN": TOKEN,
         "DTMA_DATABASE_URL": database_url,
         "DTMA_OWNER_LABELS": ",".join(f"{k}={v}" for k, v in owner_labels.items()),
-        "DTMA_RECONCILE_INTERVAL": "1",
         "DTMA_KEY_FILE": str(workdir / "dtma.key"),
         **settings,
     }
@@ -62,7 +54,12 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.env = service_environment(
-            database_url, workdir, owner_labels, DTMA_PORT=str(self.port), **settings
+            database_url,
+            workdir,
+            owner_labels,
+            DTMA_PORT=str(self.port),
+            DTMA_RECONCILE_INTERVAL="1",
+            **settings,
         )
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
