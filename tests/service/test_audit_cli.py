@@ -4,10 +4,8 @@ file and of a PostgreSQL database, with the public key held out of band."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from eventstore.records import NewEvent
 from eventstore.signing import Signer
 from tests.service import test_cli as cli
 from tests.service.test_cli import Finished, Log
-from tests.support.databases import DEFAULT_POSTGRES_URL, drop_database, open_migrated_store
+from tests.support.databases import fresh_postgres_database, open_migrated_store
 
 Dtma = Callable[..., Awaitable[Finished]]
 # The CLI's fixtures, shared with test_cli.py: a SQLite file with three events, and `dtma`.
@@ -236,23 +234,6 @@ async def test_verify_of_a_file_that_is_no_database_exits_1_without_a_traceback(
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def database_copy(url: str) -> AsyncIterator[str]:
-    """A copy of the database (CREATE DATABASE ... TEMPLATE), dropped afterwards."""
-    parsed = make_url(url)
-    base = make_url(os.environ.get("DTMA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-    admin = await asyncpg.connect(
-        base.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    name = f"{parsed.database}_copy"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"')
-        yield parsed.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await drop_database(admin, name)
-        await admin.close()
-
-
 @pytest.mark.postgres
 async def test_verify_on_a_copy_of_a_postgres_database_names_the_changed_event(
     dtma: Dtma, postgres_url: str, tmp_path: Path
@@ -267,7 +248,7 @@ async def test_verify_on_a_copy_of_a_postgres_database_names_the_changed_event(
         await store.close()
     key = (await public_key(dtma, "--database-url", postgres_url))["publicKey"]
 
-    async with database_copy(postgres_url) as copy:
+    async with fresh_postgres_database(template=make_url(postgres_url).database) as copy:
         intact = await dtma("audit", "verify", "--database-url", copy, "--public-key", key)
         changed = await asyncpg.connect(make_url(copy).render_as_string(hide_password=False))
         await changed.execute("UPDATE events SET data = '{\"n\":40}' WHERE position = 4")

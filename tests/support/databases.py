@@ -26,8 +26,9 @@ def postgres_required(reason: str) -> NoReturn:
 
 
 @asynccontextmanager
-async def fresh_postgres_database() -> AsyncIterator[str]:
-    """A new, empty database on the test server, dropped afterwards; yields its URL."""
+async def fresh_postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """A new database on the test server, dropped afterwards; yields its URL. Empty, or a copy
+    of the database named `template` (CREATE DATABASE ... TEMPLATE)."""
     base = make_url(os.environ.get("DTMA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
@@ -36,7 +37,8 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         postgres_required(str(exc))
     name = f"dtma_t_{secrets.token_hex(6)}"
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        copied = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copied}')
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         await drop_database(admin, name)
