@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from projections import config, events
+from tests.projections.folding import fold_facts
 
 AT = "2026-01-01T00:00:00.000000Z"
 
 
 def fold(*facts: tuple[str, events.Event]) -> config.ConfigState:
-    state = config.ConfigState()
-    versions: dict[str, int] = {}
-    for position, (stream, event) in enumerate(facts, start=1):
-        versions[stream] = versions.get(stream, 0) + 1
-        state = config.apply(state, event, events.Envelope(position, stream, versions[stream], AT))
-    return state
+    return fold_facts(config.PROJECTION, facts, AT)
 
 
 def template(template_id: str = "base") -> tuple[str, events.Event]:

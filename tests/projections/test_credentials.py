@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from projections import credentials, events
+from tests.projections.folding import fold_facts
 
 AT = "2026-01-01T00:00:00.000000Z"
 
 
 def fold(*facts: tuple[str, events.Event]) -> credentials.CredentialsState:
-    state = credentials.CredentialsState()
-    versions: dict[str, int] = {}
-    for position, (stream, event) in enumerate(facts, start=1):
-        versions[stream] = versions.get(stream, 0) + 1
-        state = credentials.apply(
-            state, event, events.Envelope(position, stream, versions[stream], AT)
-        )
-    return state
+    return fold_facts(credentials.PROJECTION, facts, AT)
 
 
 def injected(version: int, *names: str) -> tuple[str, events.Event]:

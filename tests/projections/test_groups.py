@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from projections import events, groups, specs
+from tests.projections.folding import fold_facts
 
 
 def fold(*recorded: tuple[events.Event, str]) -> groups.GroupsState:
-    state = groups.GroupsState()
-    versions: dict[str, int] = {}
-    for position, (event, stream) in enumerate(recorded, start=1):
-        versions[stream] = versions.get(stream, 0) + 1
-        state = groups.apply(state, event, events.Envelope(position, stream, versions[stream], "T"))
-    return state
+    return fold_facts(groups.PROJECTION, ((stream, event) for event, stream in recorded), "T")
 
 
 def declared(server_id: str, **spec: object) -> tuple[events.Event, str]:
