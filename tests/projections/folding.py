@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from projections import events
 from projections.folds import Projection
 
-S = TypeVar("S")
+S = TypeVar("S", bound=BaseModel)
 
 
 def fold_facts(
