@@ -35,6 +35,8 @@ from eventstore.store import EventStore, _translated
 PAGE = 5_000
 CHECKPOINTS = schema.signed_checkpoints
 HASH_DIGITS = 64
+# A known head as text: POSITION:HASH (also a JSON Schema pattern, hence [0-9] and not \d)
+KNOWN_HEAD_PATTERN = f"^[0-9]+:[0-9a-fA-F]{{{HASH_DIGITS}}}$"
 
 
 class ChainBrokenError(StoreError):

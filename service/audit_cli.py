@@ -26,7 +26,7 @@ from service.app import open_store
 from service.audit import KeysFrom, public_key_json, report_json
 from service.settings import Settings, SettingsError
 
-KNOWN_HEAD = re.compile(r"^\d+:[0-9a-fA-F]{64}$")
+KNOWN_HEAD = re.compile(audit.KNOWN_HEAD_PATTERN)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

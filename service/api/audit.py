@@ -53,7 +53,7 @@ ROUTES = (
                 "query",
                 {
                     "type": "array",
-                    "items": {"type": "string", "pattern": "^[0-9]+:[0-9a-fA-F]{64}$"},
+                    "items": {"type": "string", "pattern": audit.KNOWN_HEAD_PATTERN},
                 },
                 "a head recorded earlier, POSITION:HASH; repeatable",
             ),
