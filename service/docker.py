@@ -149,11 +149,14 @@ class DockerAdapter(ContainerFiles):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )
-        if spec.secrets_tmpfs and spec.image not in self._shells:
+        if spec.secrets_tmpfs:
             # The archive API, the only way into an image without a shell, cannot reach a
-            # tmpfs: look (once per image) and make such a container again without one.
-            self._shells[spec.image] = await self._has_shell(container)
-            if not self._shells[spec.image]:
+            # tmpfs: look (once per image) and make such a container again without one. The
+            # answer is read again after the create: a concurrent create may have learnt it.
+            has_shell = self._shells.get(spec.image)
+            if has_shell is None:
+                has_shell = self._shells[spec.image] = await self._has_shell(container)
+            if not has_shell:
                 await self.remove_container(container.id)
                 return await self.create_container(replace(spec, secrets_tmpfs=False))
         return container.id

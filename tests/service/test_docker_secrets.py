@@ -4,6 +4,7 @@ keeps about the container, its execs or its events."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -348,6 +349,18 @@ async def test_an_image_without_a_shell_is_created_without_the_tmpfs_it_could_no
     inspected = await docker.inspect_raw(container_id)
     assert "/run/secrets" not in inspected  # no tmpfs: the archive API could not reach it
     assert await docker.read_file(container_id, "/run/secrets/api.key") == secret
+
+
+async def test_replicas_of_a_shell_less_image_created_at_once_all_go_without_the_tmpfs(
+    docker: DockerAdapter, mcp_image: str, start: Start
+) -> None:
+    """The first creates of an image race to learn whether it has a shell: every one of them
+    must end without the tmpfs, not only the one that looked."""
+    made = await asyncio.gather(*(start(mcp_image, tmpfs=True) for _ in range(4)))
+
+    for container_id in made:
+        assert "/run/secrets" not in await docker.inspect_raw(container_id)
+        await docker.write_secret_file(container_id, "api.key", new_secret())
 
 
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1001:1002::/home/app:/sbin/nologin\n"
