@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eventstore.errors import UnknownEventTypeError
+from eventstore.errors import SchemaVersionError, UnknownEventTypeError
 from eventstore.records import NewEvent, RecordedEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -71,10 +71,15 @@ class Catalogue:
         )
 
     def decode(self, recorded: RecordedEvent) -> BaseModel:
-        """The stored event as its current model, upcast from older schema versions."""
+        """The stored event as its current model, upcast from older schema versions.
+
+        Raises UnknownEventTypeError, SchemaVersionError (written by a newer release) and
+        pydantic's ValidationError (data the model refuses)."""
         entry = self.entry(recorded.type)
         if recorded.schema_version == entry.schema_version:
             return entry.model.__pydantic_validator__.validate_json(recorded.data_json)  # type: ignore[no-any-return]
+        if recorded.schema_version > entry.schema_version:
+            raise SchemaVersionError(recorded.type, recorded.schema_version, entry.schema_version)
         data: dict[str, Any] = json.loads(recorded.data_json)
         for version in range(recorded.schema_version, entry.schema_version):
             data = entry.upcasters[version](data)

@@ -35,3 +35,30 @@ class UnknownEventTypeError(StoreError):
     def __init__(self, type_name: str) -> None:
         super().__init__(f"no model registered for event type {type_name!r}")
         self.type_name = type_name
+
+
+class EventRejectedError(StoreError):
+    """An event the store will not append: it could not be stored, or read back, exactly.
+
+    `field` names where in the append it is (`stream_id`, `type`, `data.config.a`, ...), when
+    that is known; nothing was appended.
+    """
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.reason = reason
+        self.field = field
+
+
+class SchemaVersionError(StoreError):
+    """A stored event is of a newer schema version than this catalogue knows: written by a
+    newer release. It must not be read as if it were the older shape."""
+
+    def __init__(self, type_name: str, stored: int, known: int) -> None:
+        super().__init__(
+            f"event type {type_name!r} is stored at schema version {stored}; "
+            f"this release reads up to version {known}"
+        )
+        self.type_name = type_name
+        self.stored = stored
+        self.known = known

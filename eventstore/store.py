@@ -11,7 +11,13 @@ Guarantees:
 - An idempotency key is stored in the same transaction as the events it produced; an append
   repeating a known key appends nothing and returns the first append's positions and result.
 
-Raises VersionConflictError, IdempotencyConflictError and StoreUnavailableError.
+- Nothing is appended that cannot be read back: stream ids, types and keys are checked to fit
+  both databases alike (strict UTF-8, no NUL, within the columns), and, given a catalogue,
+  every event is decoded through it exactly as a reader will, before it is queued. A refused
+  append fails alone, with EventRejectedError naming the field.
+
+Raises VersionConflictError, IdempotencyConflictError, EventRejectedError and
+StoreUnavailableError.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from eventstore import schema
+from eventstore import schema, storable
 from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
+from eventstore.catalogue import Catalogue
 from eventstore.chain import ChainReport, ChainVerifier
 from eventstore.errors import StoreError, StoreUnavailableError
 from eventstore.notifier import Notifier
@@ -109,8 +116,16 @@ def create_engine(url: str) -> AsyncEngine:
 class EventStore:
     """The log. Open with `EventStore.open(url)` on a migrated database; close with `close()`."""
 
-    def __init__(self, engine: AsyncEngine, poll_interval: float, fetch_page: PageFetcher) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        poll_interval: float,
+        fetch_page: PageFetcher,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self.engine = engine
+        # every event appended must decode through it; None checks storability only
+        self.catalogue = catalogue
         self.dialect = engine.dialect.name
         self._poll_interval = poll_interval
         self._fetch_page = fetch_page
@@ -122,14 +137,17 @@ class EventStore:
         self.append_observers: list[Callable[[int, float], None]] = []
 
     @classmethod
-    async def open(cls, url: str, *, engine: AsyncEngine | None = None) -> EventStore:
+    async def open(
+        cls, url: str, *, engine: AsyncEngine | None = None, catalogue: Catalogue | None = None
+    ) -> EventStore:
+        """The store on `url`. With a catalogue, an event it cannot decode is never appended."""
         engine = engine or create_engine(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             from eventstore import sqlite
 
             # Another process's appends are found by polling; this process's wake readers at once.
-            store = cls(engine, poll_interval=0.25, fetch_page=sqlite.fetch_page)
+            store = cls(engine, 0.25, sqlite.fetch_page, catalogue)
             store._writer = sqlite.SqliteWriter(
                 parsed.database or ":memory:", store._notifier.notify
             )
@@ -137,7 +155,7 @@ class EventStore:
         from eventstore import postgres
 
         dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-        store = cls(engine, poll_interval=5.0, fetch_page=postgres.fetch_page)
+        store = cls(engine, 5.0, postgres.fetch_page, catalogue)
         store._writer = postgres.PostgresWriter(dsn, store._notifier.notify)
         store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
         store._listener.start()
@@ -177,7 +195,8 @@ class EventStore:
             result: an answer stored with the key and returned to repeats.
 
         Raises:
-            VersionConflictError, IdempotencyConflictError, StoreUnavailableError.
+            VersionConflictError, IdempotencyConflictError, StoreUnavailableError;
+            EventRejectedError (nothing appended) for what could not be stored and read back.
         """
         return await self.submit(
             stream_id,
@@ -207,6 +226,7 @@ class EventStore:
         request = _encode(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
+        storable.check(request, self.catalogue)
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
         loop = asyncio.get_running_loop()

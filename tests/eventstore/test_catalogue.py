@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from eventstore import Catalogue, UnknownEventTypeError
+from eventstore.errors import SchemaVersionError
 from eventstore.records import RecordedEvent
 
 
@@ -52,3 +53,9 @@ def test_refuses_unknown_types_and_missing_upcasters() -> None:
         catalogue().decode(recorded("Nope", 1, "{}"))
     with pytest.raises(ValueError, match="upcaster"):
         Catalogue().register(PriceSet, schema_version=3, upcasters={1: upcast_PriceSet_v1_to_v2})
+
+
+def test_an_event_of_a_newer_schema_version_than_registered_is_refused_not_misread() -> None:
+    with pytest.raises(SchemaVersionError) as caught:
+        catalogue().decode(recorded("PriceSet", 3, '{"amount_cents": 1, "currency": "EUR"}'))
+    assert (caught.value.stored, caught.value.known) == (3, 2)

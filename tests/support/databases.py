@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import migrations
+from eventstore.catalogue import Catalogue
 from eventstore.store import EventStore, create_engine
 
 DEFAULT_POSTGRES_URL = "postgresql://dtma:dtma@127.0.0.1:5432/dtma_test"
@@ -59,7 +60,7 @@ async def drop_database(admin: asyncpg.Connection, name: str, within: float = 30
             await asyncio.sleep(0.2)
 
 
-async def open_migrated_store(url: str) -> EventStore:
+async def open_migrated_store(url: str, catalogue: Catalogue | None = None) -> EventStore:
     engine = create_engine(url)
     await migrations.upgrade(engine)
-    return await EventStore.open(url, engine=engine)
+    return await EventStore.open(url, engine=engine, catalogue=catalogue)
