@@ -57,14 +57,12 @@ from service.rendered import RenderedAt
 from service.settings import Settings
 from service.status import ReadModels
 
-MAX_BODY_BYTES = 1024 * 1024
-
 
 async def open_store(settings: Settings) -> EventStore:
     """The store on a database brought to the newest schema."""
     engine = create_engine(settings.database_url)
     await migrations.upgrade(engine)
-    return await EventStore.open(settings.database_url, engine=engine)
+    return await EventStore.open(settings.database_url, engine=engine, catalogue=events.CATALOGUE)
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
@@ -186,7 +184,7 @@ def create_app(settings: Settings) -> web.Application:
             tools_api.legacy_envelope,
             auth_middleware(token),
         ],
-        client_max_size=MAX_BODY_BYTES,
+        client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
     app[metrics_key] = measured

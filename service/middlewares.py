@@ -70,6 +70,14 @@ def _from_idempotency(_exc: store_errors.IdempotencyConflictError) -> errors.Ser
     )
 
 
+def _from_rejected(exc: store_errors.EventRejectedError) -> errors.ServiceError:
+    """An event the log would not store or could not read back: the request's fault, alone."""
+    return errors.ValidationFailedError(
+        "the request would record an event the log cannot store and read back",
+        details=[{"field": exc.field or "", "message": exc.reason}],
+    )
+
+
 def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.ServiceError:
     return errors.UnavailableError("the event store is unavailable", code="store_unavailable")
 
@@ -82,6 +90,7 @@ TRANSLATIONS: dict[type[BaseException], Callable[[Any], errors.ServiceError]] = 
     store_errors.VersionConflictError: _from_conflict,
     store_errors.IdempotencyConflictError: _from_idempotency,
     store_errors.StoreUnavailableError: _from_unavailable,
+    store_errors.EventRejectedError: _from_rejected,
 }
 
 

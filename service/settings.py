@@ -47,6 +47,11 @@ class Settings:
     heartbeat_interval_s: float = 60.0
     # Which of a config template's per-environment overrides apply (none when unset).
     environment: str | None = None
+    # What one request may send: over these it is refused (413 for the body, else 422).
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    max_json_string: int = 262_144
+    max_json_array: int = 10_000
 
     def require_auth_token(self) -> str:
         if not self.auth_token:
@@ -76,7 +81,22 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "reconcile_interval_s": ("DTMA_RECONCILE_INTERVAL",),
     "heartbeat_interval_s": ("DTMA_HEARTBEAT_INTERVAL",),
     "environment": ("DTMA_ENVIRONMENT",),
+    "max_body_bytes": ("DTMA_MAX_BODY_BYTES",),
+    "max_json_depth": ("DTMA_MAX_JSON_DEPTH",),
+    "max_json_string": ("DTMA_MAX_JSON_STRING",),
+    "max_json_array": ("DTMA_MAX_JSON_ARRAY",),
 }
+INTEGERS = (
+    "port",
+    "snapshot_every",
+    "checkpoint_every",
+    "max_body_bytes",
+    "max_json_depth",
+    "max_json_string",
+    "max_json_array",
+)
+# Past this depth pydantic cannot read the log's JSON back: see service/api/json_limits.py.
+MAX_JSON_DEPTH_CEILING = 128
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,9 +138,12 @@ def load_settings(
 
 def _build(raw: dict[str, str]) -> Settings:
     values: dict[str, object] = dict(raw)
-    for name in ("port", "snapshot_every", "checkpoint_every"):
+    for name in INTEGERS:
         if name in raw:
             values[name] = _positive(name, raw[name], int, "an integer")
+    depth = values.get("max_json_depth")
+    if isinstance(depth, int) and depth > MAX_JSON_DEPTH_CEILING:
+        raise SettingsError(f"max_json_depth must be at most {MAX_JSON_DEPTH_CEILING}, got {depth}")
     if "database_url" in raw:
         values["database_url"] = normalize_database_url(raw["database_url"])
     if "owner_labels" in raw:

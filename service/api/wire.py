@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from projections.runner import ProjectionRunner
 from service import errors, handlers
+from service.api import json_limits
+from service.keys import settings_key
 from service.middlewares import actor_key, validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,15 +23,22 @@ MAX_INTEGER = 2**63 - 1  # positions are 64-bit: what SQLite and PostgreSQL stor
 
 
 async def read_json(request: web.Request) -> tuple[Any, bytes]:
+    """The body parsed, within the JSON limits (json_limits.py): 400 if it is not JSON, 422
+    where it goes over a limit, 413 (from aiohttp) past DTMA_MAX_BODY_BYTES."""
     body = await request.read()
     if not body.strip():
         raise errors.MalformedRequestError("a JSON body is required", code="malformed_json")
+    limits = json_limits.JsonLimits.of(request.app[settings_key])
     try:
-        return json.loads(body), body
+        data = json.loads(body)
+    except RecursionError:  # deeper than the parser goes: far past any limit
+        raise json_limits.nesting_error(limits) from None
     except (ValueError, UnicodeDecodeError):
         raise errors.MalformedRequestError(
             "the body is not valid JSON", code="malformed_json"
         ) from None
+    json_limits.check(data, limits)
+    return data, body
 
 
 async def read_command(request: web.Request, model: type[M]) -> tuple[M, bytes]:

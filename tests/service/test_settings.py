@@ -218,3 +218,34 @@ def test_the_access_log_is_off_by_default_and_takes_a_yes_or_no() -> None:
     assert load_settings(["--access-log", "0"], {"DTMA_ACCESS_LOG": "1"}).access_log is False
     with pytest.raises(SettingsError, match="access_log must be true or false"):
         load_settings([], {"DTMA_ACCESS_LOG": "maybe"})
+
+
+def test_the_json_limits_come_from_the_environment_with_defaults_that_protect_the_log() -> None:
+    defaults = load_settings([], {})
+    assert (defaults.max_json_depth, defaults.max_json_string, defaults.max_json_array) == (
+        32,
+        262_144,
+        10_000,
+    )
+    assert defaults.max_body_bytes == 1024 * 1024
+    environ = {
+        "DTMA_MAX_JSON_DEPTH": "64",
+        "DTMA_MAX_JSON_STRING": "100",
+        "DTMA_MAX_JSON_ARRAY": "5",
+        "DTMA_MAX_BODY_BYTES": "2048",
+    }
+    settings = load_settings([], environ)
+    assert (settings.max_json_depth, settings.max_json_string, settings.max_json_array) == (
+        64,
+        100,
+        5,
+    )
+    assert settings.max_body_bytes == 2048
+
+
+@pytest.mark.parametrize("depth", ["129", "1000", "0", "deep"])
+def test_refuses_a_json_depth_the_log_could_not_read_back_or_that_is_not_positive(
+    depth: str,
+) -> None:
+    with pytest.raises(SettingsError, match="max_json_depth"):
+        load_settings([], {"DTMA_MAX_JSON_DEPTH": depth})
