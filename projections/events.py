@@ -315,6 +315,17 @@ class ConfigApplyFailed(Event):
     reason: str
 
 
+class EventSkipped(Event):
+    """An operator decided that the event at `position` (of this type and hash), which this
+    release cannot read, is passed over by every fold: live, on rebuild and on replay.
+    Appended to the stream `log-skips` by `dtma skip`; the event itself stays in the chain."""
+
+    position: int = Field(ge=1)
+    event_type: str
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 CATALOGUE = Catalogue()
 for _model in (
     CircuitBreakerConfigured,
@@ -344,5 +355,6 @@ for _model in (
     ServerConfigured,
     ConfigApplied,
     ConfigApplyFailed,
+    EventSkipped,
 ):
     CATALOGUE.register(_model)

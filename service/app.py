@@ -88,8 +88,8 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     runner = ProjectionRunner(
         store, events.CATALOGUE, ALL, snapshot_every=app[settings_key].snapshot_every
     )
+    app[metrics_key].watch(runner)  # first: a failure met while catching up is counted too
     await runner.start()
-    app[metrics_key].watch(runner)
     app[runner_key] = runner
     app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE, runner=runner)
     try:

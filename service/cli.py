@@ -1,4 +1,4 @@
-"""`dtma serve | migrate | rebuild | replay | events | audit | keys rotate`: arguments to
+"""`dtma serve | migrate | rebuild | replay | events | audit | keys rotate | skip`: arguments to
 Settings, then run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch
 neither Docker nor the backend: they read the log and fold it."""
 
@@ -22,8 +22,8 @@ from eventstore import keyring
 from eventstore.records import RecordedEvent, format_time
 from eventstore.store import create_engine
 from projections import ALL, events
-from projections.runner import FoldSet, ProjectionRunner, fold_log
-from service import audit_cli, logs, terminal
+from projections.runner import FoldError, FoldSet, ProjectionRunner, fold_log
+from service import audit_cli, logs, skip_cli, terminal
 from service.api.events import event_json
 from service.app import create_app, open_store
 from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.add_arguments(audit)
     keys = commands.add_parser("keys", parents=[common], help="master key management")
     keys.add_argument("action", choices=["rotate"])
+    skip = commands.add_parser(
+        "skip", parents=[common], help="pass over an event that this release cannot read"
+    )
+    skip_cli.add_arguments(skip)
     return parser
 
 
@@ -70,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 2
+    except FoldError as exc:  # rebuild or replay met an event this release cannot read
+        print(
+            f"dtma: {exc}. Run a release that reads it, or pass over it with "
+            f"`dtma skip {exc.failure.position} --reason ...`",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -91,6 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "events": lambda: print_events(settings, args.after, args.follow, args.format),
         "audit": lambda: audit_cli.run(settings, args),
         "keys": lambda: rotate_keys(settings),
+        "skip": lambda: skip_cli.run(settings, args),
     }
     result: int = asyncio.run(coroutines[args.command]())
     return result

@@ -70,6 +70,7 @@ class ConfigApplier:
 
     async def apply_once(self) -> None:
         """Bring every running replica of every configured server to its current version."""
+        await self._runner.current()  # stopped or behind: nothing written on stale state
         state = self._runner.state(config.PROJECTION)
         observed = self._runner.state(containers.PROJECTION)
         desired = self._runner.state(groups.PROJECTION)

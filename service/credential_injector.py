@@ -15,6 +15,7 @@ from typing import cast
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
+from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from projections import containers, credentials, events
 from projections.runner import ProjectionRunner
@@ -66,6 +67,7 @@ class CredentialInjector:
             await asyncio.gather(revoked, return_exceptions=True)
 
     async def inject_once(self) -> None:
+        await self._runner.current()  # stopped or behind: nothing injected on stale state
         state = self._runner.state(credentials.PROJECTION)
         observed = self._runner.state(containers.PROJECTION)
         now = asyncio.get_running_loop().time()
@@ -148,14 +150,20 @@ class CredentialInjector:
         while True:
             try:
                 async for recorded in self._store.subscribe(position):
-                    position = recorded.position
                     if recorded.type == "CredentialsRevoked":
-                        event = cast(events.CredentialsRevoked, self._catalogue.decode(recorded))
-                        await self._runner.wait_for(recorded.position, within=5.0)
-                        await self._remove_files(event)
+                        await self._revoke(recorded)
+                    position = recorded.position  # only once done: a pause retries it
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("credential revocation paused: %s", exc)
                 await asyncio.sleep(RETRY_S)
+
+    async def _revoke(self, recorded: RecordedEvent) -> None:
+        try:
+            event = cast(events.CredentialsRevoked, self._catalogue.decode(recorded))
+        except Exception:  # noqa: BLE001 - the projections stop on it and say so; pass over
+            return
+        await self._runner.current()  # the revoked versions' names, as the log has them
+        await self._remove_files(event)
 
     async def _remove_files(self, event: events.CredentialsRevoked) -> None:
         server = self._runner.state(credentials.PROJECTION).of(event.server_id)

@@ -203,8 +203,7 @@ async def decide_and_append(
 async def _decide_at_head(
     ctx: CommandContext, decide: Callable[[], Decided | dict[str, Any]]
 ) -> Decided | dict[str, Any]:
-    head, _ = await ctx.store.head()
-    await ctx.runner.wait_for(head, within=CATCH_UP_S)
+    await ctx.runner.current(within=CATCH_UP_S)  # never decide on stale state
     return decide()
 
 

@@ -352,7 +352,10 @@ class HealthMonitor:
             "GroupRestartRequested",
         ):
             return
-        event = cast(events.Event, self._catalogue.decode(recorded))
+        try:
+            event = cast(events.Event, self._catalogue.decode(recorded))
+        except Exception:  # noqa: BLE001 - the projections stop on it and say so; pass over
+            return
         now = time.time()
         match event:
             case events.ContainerDied():
@@ -370,6 +373,7 @@ class HealthMonitor:
         self, server_id: str, event: events.Event, actor: Actor, causation: int | None = None
     ) -> int:
         """`causation`: the position of what caused it; without one, the head it acted on."""
+        await self._runner.current()  # no verdict or transition recorded on stale state
         cause = causation if causation is not None else self._runner.position
         metadata = await self._causation.caused_by(cause, actor)
         appended = await self._store.append(

@@ -117,8 +117,7 @@ async def remove_tool(
 
 
 async def caught_up(ctx: handlers.CommandContext) -> groups.GroupsState:
-    head, _ = await ctx.store.head()
-    await ctx.runner.wait_for(head, within=handlers.CATCH_UP_S)
+    await ctx.runner.current(within=handlers.CATCH_UP_S)
     return ctx.runner.state(groups.PROJECTION)
 
 

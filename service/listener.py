@@ -97,8 +97,7 @@ class DockerListener:
         """The domain event for a death or a removal DTMA did not cause itself, else None."""
         if docker_event.container_id in self._reconciler.removing:
             return None
-        head, _ = await self._store.head()
-        await self._runner.wait_for(head, within=5.0)
+        await self._runner.current()
         labels = docker_event.labels
         server_id, replica = (
             labels.get("dtma.server", ""),

@@ -45,6 +45,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.fold_failures = CounterMetric(
+            "dtma_projection_failures",
+            "Events the projections stopped before (each counted once, however often retried)",
+            registry=self.registry,
+        )
         self.probes = CounterMetric(
             "dtma_probe_results",
             "Health probe results, by probe type and result",
@@ -63,6 +68,7 @@ class Metrics:
         """Also report, at each scrape, what the read models hold."""
         self._collector = ReadModelCollector(runner)
         self.registry.register(self._collector)
+        runner.failure_observers.append(lambda failure: self.fold_failures.inc())
 
     def exposition(self, head: int) -> bytes:
         """The text a scrape gets; `head` is the log's head position now."""
@@ -83,6 +89,12 @@ class ReadModelCollector(Collector):
         )
         lag.add_metric([], max(head - self._runner.position, 0))
         yield lag
+        stopped = GaugeMetricFamily(
+            "dtma_projections_stopped",
+            "1 while the projections are stopped before an event they cannot fold (see /healthz)",
+        )
+        stopped.add_metric([], 1 if self._runner.failure is not None else 0)
+        yield stopped
         circuits = GaugeMetricFamily(
             "dtma_circuits", "MCP servers whose circuit is in each state", labels=["state"]
         )

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from eventstore import errors as store_errors
+from projections import runner
 from service import errors
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,32 @@ def _from_rejected(exc: store_errors.EventRejectedError) -> errors.ServiceError:
     )
 
 
+def _from_behind(exc: runner.ProjectionsBehindError) -> errors.ServiceError:
+    """Deciding or waiting on read models that cannot follow the log: try again later."""
+    if exc.failure is None:
+        return errors.UnavailableError(
+            "the read models are behind the log; try again", code="projections_behind"
+        )
+    return errors.UnavailableError(
+        "the read models are stopped before an event they cannot read; see GET /healthz",
+        code="projections_stopped",
+        details=[projections_json(exc.position, exc.head, exc.failure)],
+    )
+
+
+def projections_json(position: int, head: int, failure: runner.FoldFailure) -> dict[str, Any]:
+    """The projections' state as /healthz and 503 answers show it while they are stopped."""
+    return {
+        "position": position,
+        "head": head,
+        "error": {
+            "position": failure.position,
+            "type": failure.event_type,
+            "message": failure.error,
+        },
+    }
+
+
 def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.ServiceError:
     return errors.UnavailableError("the event store is unavailable", code="store_unavailable")
 
@@ -91,6 +118,7 @@ TRANSLATIONS: dict[type[BaseException], Callable[[Any], errors.ServiceError]] = 
     store_errors.IdempotencyConflictError: _from_idempotency,
     store_errors.StoreUnavailableError: _from_unavailable,
     store_errors.EventRejectedError: _from_rejected,
+    runner.ProjectionsBehindError: _from_behind,
 }
 
 

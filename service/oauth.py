@@ -110,6 +110,7 @@ class Refresher:
                 await runner.wait_for(runner.position + 1, within=TICK_S)
 
     async def refresh_once(self, session: aiohttp.ClientSession) -> None:
+        await self._ctx.runner.current()  # stopped or behind: nothing renewed on stale state
         now = time.time()
         for server_id, server in self._ctx.runner.state(credentials.PROJECTION).servers.items():
             version = server.active()

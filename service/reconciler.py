@@ -135,9 +135,8 @@ class Reconciler:
         )
 
     async def reconcile_once(self) -> None:
-        head, _ = await self._store.head()
+        head = await self._runner.current()  # stopped or behind: no pass on stale state
         self._log.acted_on = head
-        await self._runner.wait_for(head, within=5.0)
         models = ReadModels.of(self._runner)
         self._seen = self._runner.position
         desired = models.desired

@@ -133,6 +133,24 @@ class Liveness(Answer):
     position: int
 
 
+class FoldFailure(Answer):
+    position: int = Field(description="the event the projections cannot fold")
+    type: str
+    message: str = Field(description="why: never the event's data")
+
+
+class ProjectionsStopped(Answer):
+    position: int = Field(description="the last position the projections folded")
+    head: int = Field(description="the log's head")
+    error: FoldFailure
+
+
+class Degraded(Answer):
+    status: Literal["degraded"]
+    position: int
+    projections: ProjectionsStopped
+
+
 class BreakerConfig(Answer):
     mcp_server_id: str | None = Field(description="null: the default for every server")
     failure_threshold: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service import middlewares
 from service.api import routes, schemas
 from service.api.routes import Reply, Route
 from service.keys import metrics_key, runner_key, store_key
@@ -11,7 +12,15 @@ from service.metrics import CONTENT_TYPE
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "position": request.app[runner_key].position})
+    """200 while the projections follow the log; 503 `degraded` while they are stopped before
+    an event they cannot read, so that a load balancer or a watchdog sees it."""
+    runner = request.app[runner_key]
+    if runner.failure is None:
+        return web.json_response({"status": "ok", "position": runner.position})
+    head, _ = await request.app[store_key].head()
+    projections = middlewares.projections_json(runner.position, head, runner.failure)
+    body = {"status": "degraded", "position": runner.position, "projections": projections}
+    return web.json_response(body, status=503)
 
 
 async def legacy_health(_request: web.Request) -> web.Response:
@@ -41,8 +50,11 @@ ROUTES = (
         "GET",
         "/healthz",
         healthz,
-        "Liveness, with the read model's position",
-        routes.ok("the service is up", schemas.Liveness),
+        "Liveness, with the read model's position; 503 while the projections are stopped",
+        {
+            **routes.ok("the service is up", schemas.Liveness),
+            503: Reply("the projections are stopped before an event", schemas.Degraded),
+        },
         tag="meta",
         public=True,
     ),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from projections.runner import ProjectionRunner
 from service import errors, handlers
 from service.api import json_limits
-from service.keys import settings_key
+from service.keys import runner_key, settings_key
 from service.middlewares import actor_key, validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,6 +76,8 @@ def query_int(
 async def wait_min_position(request: web.Request, runner: ProjectionRunner) -> None:
     """`?minPosition=N`: wait until the projections have folded N, up to 5 s, then 504."""
     wanted = query_int(request, "minPosition", 0)
+    if wanted > runner.position:
+        runner.require_readable()  # stopped: 503 at once, not a 504 after the wait
     if wanted and not await runner.wait_for(wanted, MIN_POSITION_WAIT_S):
         raise errors.TimedOutError(
             f"the read model has not reached position {wanted} within {MIN_POSITION_WAIT_S:g} s",
@@ -84,6 +86,9 @@ async def wait_min_position(request: web.Request, runner: ProjectionRunner) -> N
 
 
 def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
+    """Who asks, and why. Every command passes here: while the projections are stopped before
+    an event, none is decided (503), since each would decide on state the log has moved past."""
+    request.app[runner_key].require_readable()
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
         raise errors.ValidationFailedError(
