@@ -25,7 +25,6 @@ SCRIPT_NAME = "dtma-secret"  # the scripts' $0, what `ps` shows
 SHELL_MISSING = ("executable file not found", "no such file or directory")
 STDOUT = 1
 ABSENT = 3  # READ_SCRIPT's exit code when there is no regular file at the path
-MESSAGE_TAIL = 300  # characters of a failed script's output kept in an error
 
 # $1 is the file's name (checked: a plain name). Stdin is "<length>\n<bytes>": an input cut short
 # (the connection lost) fails the length check and replaces nothing. The old file goes only when
@@ -75,11 +74,15 @@ class ScriptResult:
         return not self.started and any(reason in self.output for reason in SHELL_MISSING)
 
     def failure(self) -> str | None:
-        """None when the script succeeded; else what went wrong, for an error message."""
+        """None when the script succeeded; else what went wrong, in fixed words and the exit
+        code. Never the container's output: a hostile or verbose shell can echo its stdin,
+        which is the secret, and this text ends up in errors and in the permanent log."""
         if self.started and self.exit_code == 0:
             return None
-        tail = self.output.strip()[-MESSAGE_TAIL:]
-        return f"exit code {self.exit_code}" + (f": {tail}" if tail else "")
+        if not self.started:
+            missing = " (the image has no /bin/sh)" if self.shell_missing else ""
+            return f"the container's shell could not be started{missing}"
+        return f"the container's shell exited with code {self.exit_code}"
 
 
 # What `run_script` would have found in an image without /bin/sh, known without an exec.

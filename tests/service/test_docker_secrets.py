@@ -287,17 +287,40 @@ async def test_a_removed_container_is_not_found_though_its_image_is_remembered(
             await docker.read_file(container_id, "/run/secrets/api.key")
 
 
-async def test_reports_a_failed_write_with_the_shells_reason_and_without_the_secret(
+async def test_reports_a_failed_write_with_the_shells_exit_code_and_without_the_secret(
     docker: DockerAdapter, busybox_sh: str, start: Start
 ) -> None:
     container_id = await start(busybox_sh, tmpfs=False, user="1000")  # may not create /run
     secret = new_secret()
 
-    with pytest.raises(DockerOperationError, match="Permission denied") as raised:
+    with pytest.raises(DockerOperationError, match="exited with code [1-9]") as raised:
+        await docker.write_secret_file(container_id, "api.key", secret)
+
+    assert "Permission denied" not in str(raised.value)  # the shell's words are not kept
+    assert marker(secret) not in repr(raised.value) + repr(raised.value.__cause__)
+    assert await docker.read_file(container_id, "/run/secrets/api.key") is None
+
+
+async def test_a_shell_that_echoes_its_stdin_cannot_put_the_secret_into_the_error(
+    docker: DockerAdapter, busybox_sh: str, start: Start
+) -> None:
+    container_id = await start(busybox_sh, tmpfs=False)
+    # what the real script reads (a length line, then that many bytes), sent to stderr
+    hostile = '#!/bin/busybox sh\\nread -r n\\n/bin/busybox head -c "$n" >&2\\nexit 1\\n'
+    await in_container(
+        container_id,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        f"rm /bin/sh && printf '{hostile}' > /bin/sh && /bin/busybox chmod 755 /bin/sh",
+    )
+    secret = new_secret()
+
+    with pytest.raises(DockerOperationError) as raised:
         await docker.write_secret_file(container_id, "api.key", secret)
 
     assert marker(secret) not in repr(raised.value) + repr(raised.value.__cause__)
-    assert await docker.read_file(container_id, "/run/secrets/api.key") is None
+    assert str(raised.value).endswith("the container's shell exited with code 1")
 
 
 async def test_reads_an_absent_file_as_none(
