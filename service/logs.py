@@ -9,6 +9,10 @@ import logging
 from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Loggers of libraries that, below WARNING, log what passes through them: SQL statements with
+# their parameters (wrapped data keys, ciphertext), Docker requests with their bodies (secret
+# files). They stay at WARNING whatever DTMA_LOG_LEVEL says.
+QUIET_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg", "aiodocker")
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +32,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, style: str) -> None:
-    """Send every logger's records to stderr, in `style` ("json" or "text")."""
+    """Send every logger's records to stderr, in `style` ("json" or "text"); the libraries in
+    QUIET_LOGGERS only from WARNING up, at any level."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if style == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
