@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -306,21 +308,17 @@ class EventStore:
     async def save_checkpoint(
         self, name: str, position: int, snapshots: Sequence[Snapshot] = ()
     ) -> None:
-        """Store a consumer's checkpoint and its snapshots in one transaction."""
+        """Store a consumer's checkpoint and its snapshots in one transaction. Concurrent
+        saves (`dtma rebuild` while `serve` runs) all succeed; the last to commit wins."""
         now = format_time(datetime.now(UTC))
         async with self._transaction() as connection:
             await connection.execute(
-                schema.checkpoints.delete().where(schema.checkpoints.c.name == name)
-            )
-            await connection.execute(
-                schema.checkpoints.insert().values(name=name, position=position, updated_at=now)
+                self._upsert(schema.checkpoints, name=name, position=position, updated_at=now)
             )
             for snap in snapshots:
                 await connection.execute(
-                    schema.snapshots.delete().where(schema.snapshots.c.name == snap.name)
-                )
-                await connection.execute(
-                    schema.snapshots.insert().values(
+                    self._upsert(
+                        schema.snapshots,
                         name=snap.name,
                         position=snap.position,
                         fold_version=snap.fold_version,
@@ -328,6 +326,13 @@ class EventStore:
                         taken_at=now,
                     )
                 )
+
+    def _upsert(self, table: sa.Table, name: str, **values: Any) -> Any:
+        """INSERT ... ON CONFLICT (name) DO UPDATE: a delete then insert races with itself."""
+        insert = (postgres_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+        return insert.values(name=name, **values).on_conflict_do_update(
+            index_elements=[table.c.name], set_=values
+        )
 
     async def forget_checkpoint(self, name: str, snapshot_names: Sequence[str] = ()) -> None:
         """Drop a checkpoint and snapshots, so the consumer starts again from zero."""
