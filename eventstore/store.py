@@ -136,11 +136,11 @@ class EventStore:
                 parsed.database or ":memory:", store._notifier.notify
             )
             return store
-        from eventstore import postgres
+        from eventstore import postgres, postgres_writer
 
         dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
         store = cls(engine, poll_interval=5.0, fetch_page=postgres.fetch_page)
-        store._writer = postgres.PostgresWriter(dsn, store._notifier.notify)
+        store._writer = postgres_writer.PostgresWriter(dsn, store._notifier.notify)
         store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
         store._listener.start()
         return store

@@ -1,0 +1,88 @@
+"""PostgreSQL's writer with company: several stores on one database, lost answers, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from eventstore import EventStore, NewEvent
+from tests.support.databases import open_migrated_store
+
+pytestmark = pytest.mark.postgres
+
+STORES = 8
+APPENDERS_PER_STORE = 4
+APPENDS_EACH = 60
+
+
+@contextlib.asynccontextmanager
+async def stores(url: str, count: int) -> AsyncIterator[list[EventStore]]:
+    """`count` stores on one migrated database, each with its own writer connection."""
+    opened = [await open_migrated_store(url)]
+    try:
+        opened += [await EventStore.open(url) for _ in range(count - 1)]
+        yield opened
+    finally:
+        for store in opened:
+            await store.close()
+
+
+async def test_eight_stores_on_one_database_all_append_densely_in_commit_order(
+    postgres_url: str,
+) -> None:
+    async def appender(store: EventStore, name: str) -> list[int | BaseException]:
+        answers: list[int | BaseException] = []
+        for version in range(APPENDS_EACH):
+            try:
+                result = await store.append(name, [NewEvent("Ticked", {"n": version})], version)
+                answers.extend(result.positions)
+            except Exception as exc:  # noqa: BLE001 - counted, then reported
+                answers.append(exc)
+        return answers
+
+    async with stores(postgres_url, STORES) as opened:
+        answered = await asyncio.gather(
+            *(
+                appender(store, f"a-{s}-{a}")
+                for s, store in enumerate(opened)
+                for a in range(APPENDERS_PER_STORE)
+            )
+        )
+        failures = [a for answers in answered for a in answers if isinstance(a, BaseException)]
+        total = STORES * APPENDERS_PER_STORE * APPENDS_EACH
+        logged = await opened[0].read_all(limit=total + 1)
+        report = await opened[-1].verify_chain()
+
+    assert failures == []
+    assert [e.position for e in logged] == list(range(1, total + 1))
+    assert sorted(p for answers in answered for p in answers) == [e.position for e in logged]
+    assert report.ok and report.checked == total
+
+
+async def test_the_writer_commits_synchronously_when_the_database_says_off(
+    postgres_url: str,
+) -> None:
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        database = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
+    finally:
+        await admin.close()
+    store = await open_migrated_store(postgres_url)
+    try:
+        await store.append("s-1", [NewEvent("Ticked", {"n": 0})], expected_version=0)
+        writer_connection = store._writer._connection  # type: ignore[union-attr]
+        other = await asyncpg.connect(postgres_url)
+        try:
+            default = await other.fetchval("SHOW synchronous_commit")
+        finally:
+            await other.close()
+
+        assert default == "off"  # what any other session of this database gets
+        assert await writer_connection.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await store.close()
