@@ -29,6 +29,22 @@ class StoreUnavailableError(StoreError):
     """The database could not be reached or refused the operation; nothing is known appended."""
 
 
+class EventRejectedError(StoreError):
+    """This append cannot be stored as it is (the database refused a value in it); the
+    appends batched with it are not affected. Retrying it unchanged fails again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the append was rejected: {reason}")
+        self.reason = reason
+
+    @classmethod
+    def because_of(cls, exc: BaseException) -> EventRejectedError:
+        """The driver's refusal, named by its type only: its text may quote the data."""
+        if isinstance(exc, UnicodeError):
+            return cls("it holds text that is not valid Unicode (a lone surrogate)")
+        return cls(f"the database refused a value in it ({type(exc).__name__})")
+
+
 class UnknownEventTypeError(StoreError):
     """The catalogue has no model for a stored type name."""
 

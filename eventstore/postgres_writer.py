@@ -12,7 +12,12 @@ from typing import Any
 import asyncpg
 
 from eventstore.batch import AppendRequest, BatchPlan, Outcome, key_from_row, plan_batch
-from eventstore.errors import StoreError, StoreUnavailableError, VersionConflictError
+from eventstore.errors import (
+    EventRejectedError,
+    StoreError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
 from eventstore.pending import Pending, settle, take_batch
 from eventstore.postgres import UNAVAILABLE
 from eventstore.records import GENESIS_HASH, StoredIdempotencyKey, format_time
@@ -60,6 +65,9 @@ written AS (
 )
 SELECT pg_notify('dtma_events', (SELECT MAX(position) FROM written)::text)
 """
+# A value in the batch refused (by the server's data and constraint checks, or by the driver or
+# the chain's hash, which cannot encode it): nothing was written, the connection is fine.
+REJECTED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, OverflowError)
 
 
 class PostgresWriter:
@@ -117,6 +125,11 @@ class PostgresWriter:
     async def _outcomes(self, requests: Sequence[AppendRequest]) -> Sequence[Outcome]:
         try:
             return await self._write(requests)
+        except EventRejectedError as exc:
+            if len(requests) > 1:  # one of them, or more: each alone gets its own answer
+                return [outcome for r in requests for outcome in await self._outcomes([r])]
+            logger.warning("an append was rejected: %s", exc.reason)
+            return [exc]
         except StoreError as exc:
             return [exc] * len(requests)
         except UNAVAILABLE as exc:
@@ -130,14 +143,17 @@ class PostgresWriter:
 
     async def _write(self, requests: Sequence[AppendRequest]) -> list[Outcome]:
         connection = await self._connect()
-        if self._head is not None:
-            outcomes = await self._write_from_cache(connection, requests)
-            if outcomes is not None:
-                return outcomes
-        for _attempt in range(MAX_ATTEMPTS):
-            outcomes = await self._write_locked(connection, requests)
-            if outcomes is not None:
-                return outcomes
+        try:
+            if self._head is not None:
+                outcomes = await self._write_from_cache(connection, requests)
+                if outcomes is not None:
+                    return outcomes
+            for _attempt in range(MAX_ATTEMPTS):
+                outcomes = await self._write_locked(connection, requests)
+                if outcomes is not None:
+                    return outcomes
+        except REJECTED as exc:
+            raise EventRejectedError.because_of(exc) from exc
         raise StoreUnavailableError("the append lost every race with other writers; try again")
 
     async def _write_from_cache(

@@ -7,11 +7,13 @@ Guarantees:
 - An append is atomic: all of its events are written, or none. It returns only once its
   transaction is durable (SQLite WAL with synchronous=FULL; PostgreSQL's default commit).
 - Concurrent appends are committed together in one transaction (group commit), each with its
-  own expected-version check; a failing check fails only its own append.
+  own expected-version check; a failing check fails only its own append, and so does a value
+  the database refuses (EventRejectedError): the others in its batch commit without it.
 - An idempotency key is stored in the same transaction as the events it produced; an append
   repeating a known key appends nothing and returns the first append's positions and result.
 
-Raises VersionConflictError, IdempotencyConflictError and StoreUnavailableError.
+Raises VersionConflictError, IdempotencyConflictError, EventRejectedError and
+StoreUnavailableError.
 """
 
 from __future__ import annotations
@@ -179,7 +181,8 @@ class EventStore:
             result: an answer stored with the key and returned to repeats.
 
         Raises:
-            VersionConflictError, IdempotencyConflictError, StoreUnavailableError.
+            VersionConflictError, IdempotencyConflictError, EventRejectedError,
+            StoreUnavailableError.
         """
         return await self.submit(
             stream_id,
