@@ -65,9 +65,15 @@ written AS (
 )
 SELECT pg_notify('dtma_events', (SELECT MAX(position) FROM written)::text)
 """
+# Ends the backend of a connection that was lost mid-commit (waiting up to 5 s), so that its
+# transaction has committed or never will; no row: it had already ended.
+END_BACKEND = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid = $1"
+SELECT_HASH = "SELECT hash FROM events WHERE position = $1"
 # A value in the batch refused (by the server's data and constraint checks, or by the driver or
 # the chain's hash, which cannot encode it): nothing was written, the connection is fine.
 REJECTED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, OverflowError)
+# No answer: whether a commit sent on the connection happened is unknown.
+LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
 class PostgresWriter:
@@ -169,6 +175,10 @@ class PostgresWriter:
             await self._insert(connection, plan)
         except asyncpg.UniqueViolationError:
             return None
+        except REJECTED:
+            raise
+        except LOST:
+            await self._resolve(connection, plan)  # the statement's answer was lost
         return self._committed(plan)
 
     async def _write_locked(
@@ -176,6 +186,7 @@ class PostgresWriter:
     ) -> list[Outcome] | None:
         """Decided under the lock, from the head read inside it. None only if a writer that
         takes no lock (an older version of this one) got there first."""
+        plan: BatchPlan | None = None
         try:
             async with connection.transaction():
                 await connection.execute(LOCK)
@@ -185,11 +196,40 @@ class PostgresWriter:
                     await self._insert(connection, plan)
         except asyncpg.UniqueViolationError:
             return None
+        except REJECTED:
+            raise
+        except LOST:
+            if plan is None or not plan.event_rows:
+                raise
+            await self._resolve(connection, plan)  # the COMMIT's answer may have been lost
         return self._committed(plan)
 
     async def _insert(self, connection: Any, plan: BatchPlan) -> None:
         columns = (*_columns(plan.event_rows, 9), *_columns(plan.key_rows, 7))
         await connection.execute(INSERT_ALL, *columns)
+
+    async def _resolve(self, lost: Any, plan: BatchPlan) -> None:
+        """Returns if `plan` was committed on the lost connection; raises if it was not, or if
+        that cannot be found out. Its backend is ended first: then its transaction has
+        committed or never will, and the chain's hash at the planned head says which."""
+        pid = lost.get_server_pid()
+        self._forget_connection()
+        try:
+            connection = await self._connect()
+            ended = await connection.fetchval(END_BACKEND, pid)
+            stored = await connection.fetchval(SELECT_HASH, plan.head_position)
+        except UNAVAILABLE as exc:
+            self._forget_connection()
+            raise StoreUnavailableError(
+                "the connection was lost during the commit and its outcome is unknown;"
+                " repeat the append with its idempotency key"
+            ) from exc
+        if stored == plan.head_hash:
+            logger.warning("the connection was lost during a commit, which had committed")
+            return
+        if ended is False:  # still running after 5 s: it may yet commit
+            raise StoreUnavailableError("the commit's outcome is unknown; its backend lingers")
+        raise StoreUnavailableError("the connection was lost before the commit; nothing appended")
 
     def _committed(self, plan: BatchPlan) -> list[Outcome]:
         if plan.event_rows:

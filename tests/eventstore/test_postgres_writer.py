@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from eventstore import EventStore, NewEvent
+from eventstore import AppendResult, EventStore, NewEvent, StoreUnavailableError
+from eventstore.batch import AppendRequest, EncodedEvent, Outcome
+from eventstore.pending import Pending
+from eventstore.postgres_writer import PostgresWriter
 from tests.support.databases import open_migrated_store
+from tests.support.proxy import LossyProxy, lossy_proxy
 
 pytestmark = pytest.mark.postgres
 
@@ -84,5 +88,61 @@ async def test_the_writer_commits_synchronously_when_the_database_says_off(
 
         assert default == "off"  # what any other session of this database gets
         assert await writer_connection.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await store.close()
+
+
+def submit(writer: PostgresWriter, stream_id: str, expected: int) -> asyncio.Future[Outcome]:
+    event = EncodedEvent("Ticked", 1, f'{{"n":{expected}}}', "{}")
+    future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+    writer.submit(Pending(AppendRequest(stream_id, (event,), expected), future))
+    return future
+
+
+@contextlib.asynccontextmanager
+async def writer_behind_a_proxy(url: str) -> AsyncIterator[tuple[PostgresWriter, LossyProxy]]:
+    """A writer whose connection goes through a proxy, warmed up with one append to stream
+    s-1 (connected, statement prepared, stream cached), so its next append to s-1 is a single
+    exchange with the server: the one the proxy loses."""
+    async with lossy_proxy(url) as proxy:
+        writer = PostgresWriter(proxy.url(url), lambda: None)
+        try:
+            assert isinstance(await submit(writer, "s-1", 0), AppendResult)
+            yield writer, proxy
+        finally:
+            await writer.close()
+
+
+async def test_a_commit_whose_answer_was_lost_is_reported_committed(postgres_url: str) -> None:
+    store = await open_migrated_store(postgres_url)
+    try:
+        async with writer_behind_a_proxy(postgres_url) as (writer, proxy):
+            proxy.lose_answer()
+            outcome = await submit(writer, "s-1", 1)
+            assert proxy.fired.is_set()
+            following = await submit(writer, "s-1", 2)
+
+        assert isinstance(outcome, AppendResult) and outcome.positions == (2,)
+        assert isinstance(following, AppendResult) and following.positions == (3,)
+        assert [e.version for e in await store.read_stream("s-1")] == [1, 2, 3]
+        assert (await store.verify_chain()).ok
+    finally:
+        await store.close()
+
+
+async def test_an_append_lost_before_the_server_saw_it_is_reported_unavailable(
+    postgres_url: str,
+) -> None:
+    store = await open_migrated_store(postgres_url)
+    try:
+        async with writer_behind_a_proxy(postgres_url) as (writer, proxy):
+            proxy.lose_request()
+            outcome = await submit(writer, "s-1", 1)
+            assert proxy.fired.is_set()
+            retried = await submit(writer, "s-1", 1)
+
+        assert isinstance(outcome, StoreUnavailableError)
+        assert isinstance(retried, AppendResult) and retried.positions == (2,)
+        assert [e.version for e in await store.read_stream("s-1")] == [1, 2]
     finally:
         await store.close()
