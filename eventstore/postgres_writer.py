@@ -33,10 +33,16 @@ LOCK = f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"
 # A server set to `off` would acknowledge commits it may still lose; the writer's commits are
 # durable before they are answered, whatever the database's or role's default.
 SERVER_SETTINGS = {"synchronous_commit": "on"}
-SELECT_HEAD = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-SELECT_CHANGED = (
-    "SELECT stream_id, MAX(stream_version) FROM events WHERE position > $1 GROUP BY stream_id"
-)
+# The head, and the streams appended to after position $1 (none if $1 is NULL) with their
+# versions: one row per stream, or one with NULLs if there is none; no row for an empty log.
+SELECT_HEAD_AND_CHANGED = """
+SELECT h.position, h.hash, c.stream_id, c.version
+  FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS h
+  LEFT JOIN LATERAL (
+    SELECT stream_id, MAX(stream_version) AS version FROM events
+     WHERE position > $1::bigint AND position <= h.position GROUP BY stream_id
+  ) AS c ON true
+"""
 SELECT_VERSIONS = """
 SELECT s, (SELECT MAX(stream_version) FROM events WHERE stream_id = s)
   FROM unnest($1::text[]) AS s
@@ -94,6 +100,7 @@ class PostgresWriter:
         self._task: asyncio.Task[None] | None = None
         self._connection: Any = None
         self._head: tuple[int, str] | None = None
+        self._shared = False  # another writer appended between this one's last two batches
         self._versions = StreamVersions(cached_streams)
 
     def submit(self, pending: Pending) -> None:
@@ -150,7 +157,7 @@ class PostgresWriter:
     async def _write(self, requests: Sequence[AppendRequest]) -> list[Outcome]:
         connection = await self._connect()
         try:
-            if self._head is not None:
+            if self._head is not None and not self._shared:
                 outcomes = await self._write_from_cache(connection, requests)
                 if outcomes is not None:
                     return outcomes
@@ -239,12 +246,16 @@ class PostgresWriter:
 
     async def _catch_up(self, connection: Any) -> None:
         """The head as committed; the versions of streams other writers appended to since."""
-        row = await connection.fetchrow(SELECT_HEAD)
-        head = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        since = None if self._head is None else self._head[0]
+        rows = await connection.fetch(SELECT_HEAD_AND_CHANGED, since)
+        head = (rows[0][0], rows[0][1]) if rows else (0, GENESIS_HASH)
         if self._head is None or head[0] < self._head[0]:
             self._versions.clear()
-        elif head != self._head:
-            self._versions.update(await connection.fetch(SELECT_CHANGED, self._head[0]))
+        else:
+            self._versions.update((row[2], row[3]) for row in rows if row[2] is not None)
+        # Others append too: the next batch goes straight to the lock, as a batch planned
+        # from this writer's cache would collide with theirs.
+        self._shared = self._head is not None and head != self._head
         self._head = head
 
     async def _plan(self, connection: Any, requests: Sequence[AppendRequest]) -> BatchPlan:
