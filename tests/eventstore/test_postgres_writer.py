@@ -146,3 +146,25 @@ async def test_an_append_lost_before_the_server_saw_it_is_reported_unavailable(
         assert [e.version for e in await store.read_stream("s-1")] == [1, 2]
     finally:
         await store.close()
+
+
+async def test_a_transaction_whose_commit_answer_was_lost_is_reported_committed(
+    postgres_url: str,
+) -> None:
+    """A writer with nothing cached decides under the lock, in a transaction: its COMMIT is
+    the exchange lost."""
+    store = await open_migrated_store(postgres_url)
+    try:
+        async with lossy_proxy(postgres_url) as proxy:
+            writer = PostgresWriter(proxy.url(postgres_url), lambda: None)
+            try:
+                proxy.lose_answer(containing=b"COMMIT")
+                outcome = await submit(writer, "s-1", 0)
+                assert proxy.fired.is_set()
+            finally:
+                await writer.close()
+
+        assert isinstance(outcome, AppendResult) and outcome.positions == (1,)
+        assert [e.version for e in await store.read_stream("s-1")] == [1]
+    finally:
+        await store.close()

@@ -26,24 +26,26 @@ class _Link:
 
 class LossyProxy:
     """Forwards every connection to `host:port` until `lose_request()` or `lose_answer()`
-    arms it; the next request from any client then meets that fate, and `fired` is set."""
+    arms it; the next matching request from any client then meets that fate, and `fired` is
+    set."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
-        self._armed: str | None = None
+        self._armed: tuple[str, bytes] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.fired = asyncio.Event()
         self.port = 0
 
-    def lose_request(self) -> None:
-        """The next request is not forwarded; its client is cut off."""
-        self._armed, self.fired = "request", asyncio.Event()
+    def lose_request(self, containing: bytes = b"") -> None:
+        """The next request (holding `containing`) is not forwarded; its client is cut off."""
+        self._armed, self.fired = ("request", containing), asyncio.Event()
 
-    def lose_answer(self) -> None:
-        """The next request is forwarded; the server's answer is not, and its client is cut
-        off once that answer has arrived (so the server has acted on the request)."""
-        self._armed, self.fired = "answer", asyncio.Event()
+    def lose_answer(self, containing: bytes = b"") -> None:
+        """The next request (holding `containing`) is forwarded; the server's answer is not,
+        and its client is cut off once that answer has arrived (so the server has acted on
+        the request)."""
+        self._armed, self.fired = ("answer", containing), asyncio.Event()
 
     def url(self, url: str) -> str:
         """`url` with its host and port replaced by the proxy's."""
@@ -72,7 +74,7 @@ class LossyProxy:
     async def _requests(self, reader: asyncio.StreamReader, link: _Link) -> None:
         try:
             while data := await reader.read(CHUNK):
-                fate, self._armed = self._armed, None
+                fate = self._fate(data)
                 if fate == "request":
                     link.cut()
                     self.fired.set()
@@ -84,6 +86,12 @@ class LossyProxy:
             pass
         finally:
             link.cut()
+
+    def _fate(self, request: bytes) -> str | None:
+        if self._armed is None or self._armed[1] not in request:
+            return None
+        fate, self._armed = self._armed[0], None
+        return fate
 
     async def _answers(self, reader: asyncio.StreamReader, link: _Link) -> None:
         try:
