@@ -89,7 +89,11 @@ class PostgresWriter:
     and sent in one statement that takes the append lock: if another writer committed
     meanwhile, the rows collide with the primary key on `position` (or the unique
     (stream, version)) and the batch is decided again under the lock, from the head read
-    inside it, which cannot fail that way. Every append commits within two attempts."""
+    inside it, which cannot fail that way. Every append commits within two attempts; while
+    other writers are busy, batches are decided under the lock at once.
+
+    A value the database refuses fails only its own append (EventRejectedError), and a
+    commit whose answer was lost is resolved before anyone is answered (`_resolve`)."""
 
     def __init__(
         self, dsn: str, on_commit: Callable[[], None], cached_streams: int = MAX_CACHED_STREAMS
