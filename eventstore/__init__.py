@@ -3,6 +3,7 @@
 from eventstore.catalogue import Catalogue
 from eventstore.chain import ChainReport
 from eventstore.errors import (
+    EventRejectedError,
     IdempotencyConflictError,
     StoreError,
     StoreUnavailableError,
@@ -16,6 +17,7 @@ __all__ = [
     "AppendResult",
     "Catalogue",
     "ChainReport",
+    "EventRejectedError",
     "EventStore",
     "IdempotencyConflictError",
     "NewEvent",

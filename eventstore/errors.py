@@ -38,16 +38,26 @@ class UnknownEventTypeError(StoreError):
 
 
 class EventRejectedError(StoreError):
-    """An event the store will not append: it could not be stored, or read back, exactly.
+    """An append the store will not write: it could not be stored, or read back, exactly.
+    Nothing of it was appended; the appends batched with it are not affected, and retrying it
+    unchanged fails again.
 
-    `field` names where in the append it is (`stream_id`, `type`, `data.config.a`, ...), when
-    that is known; nothing was appended.
+    `field` names where in the append the problem is (`stream_id`, `type`, `data.config.a`,
+    ...), when that is known: the store's own checks know it, the database's refusal does not.
     """
 
     def __init__(self, reason: str, field: str | None = None) -> None:
-        super().__init__(f"{field}: {reason}" if field else reason)
+        where = f"{field}: " if field else ""
+        super().__init__(f"the append was rejected: {where}{reason}")
         self.reason = reason
         self.field = field
+
+    @classmethod
+    def because_of(cls, exc: BaseException) -> EventRejectedError:
+        """The driver's refusal, named by its type only: its text may quote the data."""
+        if isinstance(exc, UnicodeError):
+            return cls("it holds text that is not valid Unicode (a lone surrogate)")
+        return cls(f"the database refused a value in it ({type(exc).__name__})")
 
 
 class SchemaVersionError(StoreError):

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.batch import AppendRequest, Outcome, key_from_row, plan_batch
-from eventstore.errors import StoreError, StoreUnavailableError
+from eventstore.errors import EventRejectedError, StoreError, StoreUnavailableError
 from eventstore.pending import Pending, settle, take_batch
 from eventstore.records import GENESIS_HASH, RecordedEvent, format_time
-from eventstore.streams import StreamVersions
+from eventstore.streams import MAX_CACHED_STREAMS, StreamVersions
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ SELECT_CHANGED = (
 SELECT_KEY = (
     "SELECT key, request_hash, stream_id, positions, stream_version, result"
     " FROM idempotency_keys WHERE key = ?"
+)
+# A value in the batch refused (by a constraint, or by the driver or the chain's hash, which
+# cannot encode it): nothing was written, the connection is fine.
+REJECTED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    ValueError,
+    OverflowError,
 )
 SELECT_PAGE = (
     "SELECT position, stream_id, stream_version, type, schema_version, data, metadata,"
@@ -77,7 +86,9 @@ async def fetch_page(
 class SqliteWriter:
     """Appends batches from a dedicated thread that owns one connection."""
 
-    def __init__(self, path: str, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self, path: str, on_commit: Callable[[], None], cached_streams: int = MAX_CACHED_STREAMS
+    ) -> None:
         self._path = path
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
@@ -85,7 +96,7 @@ class SqliteWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: sqlite3.Connection | None = None
         self._head: tuple[int, str] | None = None
-        self._versions = StreamVersions()
+        self._versions = StreamVersions(cached_streams)
 
     def submit(self, pending: Pending) -> None:
         if self._thread is None:
@@ -131,6 +142,11 @@ class SqliteWriter:
     def _outcomes(self, requests: Sequence[AppendRequest]) -> Sequence[Outcome]:
         try:
             return self._write(requests)
+        except EventRejectedError as exc:
+            if len(requests) > 1:  # one of them, or more: each alone gets its own answer
+                return [outcome for r in requests for outcome in self._outcomes([r])]
+            logger.warning("an append was rejected: %s", exc.reason)
+            return [exc]
         except StoreError as exc:
             return [exc] * len(requests)
         except Exception as exc:  # noqa: BLE001 - a surprise must not kill the writer thread
@@ -153,6 +169,8 @@ class SqliteWriter:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             self._head = None
+            if isinstance(exc, REJECTED):
+                raise EventRejectedError.because_of(exc) from exc
             if isinstance(exc, sqlite3.Error):
                 raise StoreUnavailableError(f"SQLite refused the append: {exc}") from exc
             raise

@@ -7,7 +7,8 @@ Guarantees:
 - An append is atomic: all of its events are written, or none. It returns only once its
   transaction is durable (SQLite WAL with synchronous=FULL; PostgreSQL's default commit).
 - Concurrent appends are committed together in one transaction (group commit), each with its
-  own expected-version check; a failing check fails only its own append.
+  own expected-version check; a failing check fails only its own append, and so does a value
+  the database refuses (EventRejectedError): the others in its batch commit without it.
 - An idempotency key is stored in the same transaction as the events it produced; an append
   repeating a known key appends nothing and returns the first append's positions and result.
 
@@ -31,6 +32,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -152,11 +155,11 @@ class EventStore:
                 parsed.database or ":memory:", store._notifier.notify
             )
             return store
-        from eventstore import postgres
+        from eventstore import postgres, postgres_writer
 
         dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
         store = cls(engine, 5.0, postgres.fetch_page, catalogue)
-        store._writer = postgres.PostgresWriter(dsn, store._notifier.notify)
+        store._writer = postgres_writer.PostgresWriter(dsn, store._notifier.notify)
         store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
         store._listener.start()
         return store
@@ -326,21 +329,17 @@ class EventStore:
     async def save_checkpoint(
         self, name: str, position: int, snapshots: Sequence[Snapshot] = ()
     ) -> None:
-        """Store a consumer's checkpoint and its snapshots in one transaction."""
+        """Store a consumer's checkpoint and its snapshots in one transaction. Concurrent
+        saves (`dtma rebuild` while `serve` runs) all succeed; the last to commit wins."""
         now = format_time(datetime.now(UTC))
         async with self._transaction() as connection:
             await connection.execute(
-                schema.checkpoints.delete().where(schema.checkpoints.c.name == name)
-            )
-            await connection.execute(
-                schema.checkpoints.insert().values(name=name, position=position, updated_at=now)
+                self._upsert(schema.checkpoints, name=name, position=position, updated_at=now)
             )
             for snap in snapshots:
                 await connection.execute(
-                    schema.snapshots.delete().where(schema.snapshots.c.name == snap.name)
-                )
-                await connection.execute(
-                    schema.snapshots.insert().values(
+                    self._upsert(
+                        schema.snapshots,
                         name=snap.name,
                         position=snap.position,
                         fold_version=snap.fold_version,
@@ -348,6 +347,13 @@ class EventStore:
                         taken_at=now,
                     )
                 )
+
+    def _upsert(self, table: sa.Table, name: str, **values: Any) -> Any:
+        """INSERT ... ON CONFLICT (name) DO UPDATE: a delete then insert races with itself."""
+        insert = (postgres_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+        return insert.values(name=name, **values).on_conflict_do_update(
+            index_elements=[table.c.name], set_=values
+        )
 
     async def forget_checkpoint(self, name: str, snapshot_names: Sequence[str] = ()) -> None:
         """Drop a checkpoint and snapshots, so the consumer starts again from zero."""

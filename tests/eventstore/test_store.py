@@ -264,3 +264,25 @@ async def test_the_postgres_writer_outlives_an_unexpected_error(postgres_url: st
         assert [e.data["n"] for e in await store.read_stream("w-1")] == [1, 3]
     finally:
         await store.close()
+
+
+async def test_concurrent_checkpoint_saves_all_succeed_and_the_last_wins(
+    store: EventStore, second_store: EventStore
+) -> None:
+    """`dtma rebuild` saving while `serve` saves: two stores, one consumer name."""
+
+    async def save(target: EventStore, position: int) -> None:
+        snap = Snapshot("things", position, 1, f'{{"at":{position}}}')
+        await target.save_checkpoint("readers", position, [snap])
+
+    await asyncio.gather(*(save((store, second_store)[p % 2], p) for p in range(1, 41)))
+
+    position = await store.get_checkpoint("readers")
+    loaded = await store.load_snapshot("things")
+    assert 1 <= position <= 40
+    assert loaded is not None and (loaded.position, loaded.state_json) == (
+        position,
+        f'{{"at":{position}}}',
+    )
+    await save(second_store, 41)
+    assert await store.get_checkpoint("readers") == 41
