@@ -28,7 +28,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from eventstore import schema
+from eventstore import readonly, schema
 from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
 from eventstore.chain import ChainReport, ChainVerifier
 from eventstore.errors import StoreError, StoreUnavailableError
@@ -86,20 +86,30 @@ def async_url(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout."""
+def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
+    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout.
+
+    `read_only`: PostgreSQL transactions refuse writes and SQLite connections set only the busy
+    timeout; give a SQLite URL from `readonly.sqlite_url`, which opens the file read-only.
+    """
     # PostgreSQL connections die with a server restart: each is checked as it leaves the pool,
     # so the first request after an outage is served, not refused
-    engine = create_async_engine(async_url(url), pool_pre_ping=url.startswith("postgresql"))
+    postgres = url.startswith("postgresql")
+    connect_args: dict[str, Any] = {}
+    if postgres and read_only:
+        connect_args["server_settings"] = readonly.POSTGRES_SERVER_SETTINGS
+    engine = create_async_engine(async_url(url), pool_pre_ping=postgres, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         from eventstore.sqlite import PRAGMAS
         from eventstore.sqlite_connections import guard
+
+        pragmas = readonly.SQLITE_PRAGMAS if read_only else PRAGMAS
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _configure(dbapi_connection: Any, _record: Any) -> None:
             guard(dbapi_connection)
             cursor = dbapi_connection.cursor()
-            for pragma in PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
             cursor.close()
 
@@ -123,25 +133,55 @@ class EventStore:
 
     @classmethod
     async def open(cls, url: str, *, engine: AsyncEngine | None = None) -> EventStore:
-        engine = engine or create_engine(url)
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
+        store = cls._reading(url, engine or create_engine(url))
+        if store.dialect == "sqlite":
             from eventstore import sqlite
 
-            # Another process's appends are found by polling; this process's wake readers at once.
-            store = cls(engine, poll_interval=0.25, fetch_page=sqlite.fetch_page)
-            store._writer = sqlite.SqliteWriter(
-                parsed.database or ":memory:", store._notifier.notify
-            )
+            database = make_url(url).database or ":memory:"
+            store._writer = sqlite.SqliteWriter(database, store._notifier.notify)
             return store
         from eventstore import postgres
 
-        dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-        store = cls(engine, poll_interval=5.0, fetch_page=postgres.fetch_page)
-        store._writer = postgres.PostgresWriter(dsn, store._notifier.notify)
-        store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
-        store._listener.start()
+        store._writer = postgres.PostgresWriter(store._dsn(), store._notifier.notify)
+        store._listen()
         return store
+
+    @classmethod
+    async def open_read_only(cls, url: str) -> EventStore:
+        """The log on a database opened read-only (see `readonly`), for readers of a copy.
+
+        It has no writer: `append` raises StoreUnavailableError. On PostgreSQL it LISTENs for
+        other processes' appends from the first `subscribe` on, which needs no privilege.
+
+        Raises:
+            StoreUnavailableError: SQLite cannot read the file.
+        """
+        if make_url(url).get_backend_name() == "sqlite":
+            url = await asyncio.to_thread(readonly.sqlite_url, url)
+        return cls._reading(url, create_engine(url, read_only=True))
+
+    @classmethod
+    def _reading(cls, url: str, engine: AsyncEngine) -> EventStore:
+        if make_url(url).get_backend_name() == "sqlite":
+            from eventstore import sqlite
+
+            # Another process's appends are found by polling; this process's wake readers at once.
+            return cls(engine, poll_interval=0.25, fetch_page=sqlite.fetch_page)
+        from eventstore import postgres
+
+        return cls(engine, poll_interval=5.0, fetch_page=postgres.fetch_page)
+
+    def _dsn(self) -> str:
+        from eventstore import postgres
+
+        return postgres.asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+
+    def _listen(self) -> None:
+        if self._listener is None and self.dialect == "postgresql":
+            from eventstore import postgres
+
+            self._listener = postgres.PostgresListener(self._dsn(), self._notifier.notify)
+            self._listener.start()
 
     async def close(self) -> None:
         self._closed = True
@@ -207,8 +247,10 @@ class EventStore:
         request = _encode(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
-        if self._closed or self._writer is None:
+        if self._closed:
             raise StoreUnavailableError("the store is closed")
+        if self._writer is None:
+            raise StoreUnavailableError("the store is open read-only")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._writer.submit(Pending(request, future))
@@ -262,6 +304,7 @@ class EventStore:
         self, after: int = 0, page_size: int = DEFAULT_PAGE
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after `after`, catching up first, then following new appends forever."""
+        self._listen()
         position = after
         while True:
             generation = self._notifier.current()
