@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
 import migrations
+from eventstore.errors import StoreUnavailableError
 from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
@@ -75,6 +77,10 @@ async def open_reader(settings: Settings) -> EventStore:
     store = await EventStore.open_read_only(settings.database_url)
     try:
         await migrations.require_head(store.engine)
+    except (sa.exc.DBAPIError, OSError) as exc:  # the first query: refused, unreachable
+        await store.close()
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreUnavailableError(f"cannot read the database: {cause}") from exc
     except BaseException:
         await store.close()
         raise

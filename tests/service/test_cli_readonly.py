@@ -26,6 +26,7 @@ from eventstore.records import NewEvent
 from eventstore.store import create_engine
 from tests.service.test_cli import COMMAND_TIMEOUT_S, DTMA, Finished, head_revision
 from tests.support.databases import open_migrated_store, postgres_required
+from tests.support.ports import free_port
 
 THRESHOLDS = (3, 5, 8)  # one CircuitBreakerConfigured event each, positions 1 to 3
 # Without these capabilities root is held to the permission bits like anyone else.
@@ -326,3 +327,16 @@ async def test_readers_refuse_a_schema_other_than_the_newest_naming_both_revisio
         named = "no schema" if revision is None else f"revision {revision}"
         assert named in result.stderr
     assert await stored_revision(database_url) == revision  # not migrated
+
+
+async def test_readers_name_a_database_they_cannot_reach_with_exit_1_and_no_traceback(
+    reader_env: dict[str, str], tmp_path: Path
+) -> None:
+    unreachable = f"postgresql://dtma:dtma@127.0.0.1:{free_port()}/dtma"
+
+    results = await read(unreachable, reader_env, tmp_path)
+
+    for result in results:
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.startswith("dtma: cannot read the database: ")
+        assert "Traceback" not in result.stderr and result.stdout == ""
