@@ -203,10 +203,11 @@ async def select_only_role(url: str) -> AsyncIterator[str]:
     role, password = f"dtma_reader_{secrets.token_hex(4)}", secrets.token_hex(12)
     owner = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        try:
-            await owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        except asyncpg.InsufficientPrivilegeError as exc:
-            postgres_required(f"the test role may not CREATE ROLE ({exc})")
+        await owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    except asyncpg.InsufficientPrivilegeError as exc:
+        await owner.close()
+        postgres_required(f"the test role may not CREATE ROLE ({exc})")
+    try:
         await owner.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
         await owner.execute(f'GRANT CONNECT ON DATABASE "{database}" TO {role}')
         await owner.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
@@ -218,7 +219,7 @@ async def select_only_role(url: str) -> AsyncIterator[str]:
     finally:
         await owner.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
         await owner.execute(f'REVOKE ALL ON DATABASE "{database}" FROM {role}')
-        await owner.execute(f"DROP ROLE IF EXISTS {role}")
+        await owner.execute(f"DROP ROLE {role}")
         await owner.close()
 
 
