@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from eventstore import schema, storable
+from eventstore import readonly, schema, storable
 from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
 from eventstore.catalogue import Catalogue
 from eventstore.chain import ChainReport, ChainVerifier
@@ -96,20 +96,30 @@ def async_url(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout."""
+def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
+    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout.
+
+    `read_only`: PostgreSQL transactions refuse writes and SQLite connections set only the busy
+    timeout; give a SQLite URL from `readonly.sqlite_url`, which opens the file read-only.
+    """
     # PostgreSQL connections die with a server restart: each is checked as it leaves the pool,
     # so the first request after an outage is served, not refused
-    engine = create_async_engine(async_url(url), pool_pre_ping=url.startswith("postgresql"))
+    postgres = url.startswith("postgresql")
+    connect_args: dict[str, Any] = {}
+    if postgres and read_only:
+        connect_args["server_settings"] = readonly.POSTGRES_SERVER_SETTINGS
+    engine = create_async_engine(async_url(url), pool_pre_ping=postgres, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         from eventstore.sqlite import PRAGMAS
         from eventstore.sqlite_connections import guard
+
+        pragmas = readonly.SQLITE_PRAGMAS if read_only else PRAGMAS
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _configure(dbapi_connection: Any, _record: Any) -> None:
             guard(dbapi_connection)
             cursor = dbapi_connection.cursor()
-            for pragma in PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
             cursor.close()
 
@@ -144,25 +154,57 @@ class EventStore:
         cls, url: str, *, engine: AsyncEngine | None = None, catalogue: Catalogue | None = None
     ) -> EventStore:
         """The store on `url`. With a catalogue, an event it cannot decode is never appended."""
-        engine = engine or create_engine(url)
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
+        store = cls._reading(url, engine or create_engine(url), catalogue)
+        if store.dialect == "sqlite":
+            from eventstore import sqlite
+
+            database = make_url(url).database or ":memory:"
+            store._writer = sqlite.SqliteWriter(database, store._notifier.notify)
+            return store
+        from eventstore import postgres_writer
+
+        store._writer = postgres_writer.PostgresWriter(store._dsn(), store._notifier.notify)
+        store._listen()
+        return store
+
+    @classmethod
+    async def open_read_only(cls, url: str) -> EventStore:
+        """The log on a database opened read-only (see `readonly`), for readers of a copy.
+
+        It has no writer: `append` raises StoreUnavailableError. On PostgreSQL it LISTENs for
+        other processes' appends from the first `subscribe` on, which needs no privilege.
+
+        Raises:
+            StoreUnavailableError: SQLite cannot read the file.
+        """
+        if make_url(url).get_backend_name() == "sqlite":
+            url = await asyncio.to_thread(readonly.sqlite_url, url)
+        return cls._reading(url, create_engine(url, read_only=True))
+
+    @classmethod
+    def _reading(
+        cls, url: str, engine: AsyncEngine, catalogue: Catalogue | None = None
+    ) -> EventStore:
+        if make_url(url).get_backend_name() == "sqlite":
             from eventstore import sqlite
 
             # Another process's appends are found by polling; this process's wake readers at once.
-            store = cls(engine, 0.25, sqlite.fetch_page, catalogue)
-            store._writer = sqlite.SqliteWriter(
-                parsed.database or ":memory:", store._notifier.notify
-            )
-            return store
-        from eventstore import postgres, postgres_writer
+            return cls(engine, 0.25, sqlite.fetch_page, catalogue)
+        from eventstore import postgres
 
-        dsn = postgres.asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-        store = cls(engine, 5.0, postgres.fetch_page, catalogue)
-        store._writer = postgres_writer.PostgresWriter(dsn, store._notifier.notify)
-        store._listener = postgres.PostgresListener(dsn, store._notifier.notify)
-        store._listener.start()
-        return store
+        return cls(engine, 5.0, postgres.fetch_page, catalogue)
+
+    def _dsn(self) -> str:
+        from eventstore import postgres
+
+        return postgres.asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+
+    def _listen(self) -> None:
+        if self._listener is None and self.dialect == "postgresql":
+            from eventstore import postgres
+
+            self._listener = postgres.PostgresListener(self._dsn(), self._notifier.notify)
+            self._listener.start()
 
     async def close(self) -> None:
         self._closed = True
@@ -230,8 +272,10 @@ class EventStore:
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
         storable.check(request, self.catalogue)
-        if self._closed or self._writer is None:
+        if self._closed:
             raise StoreUnavailableError("the store is closed")
+        if self._writer is None:
+            raise StoreUnavailableError("the store is open read-only")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._writer.submit(Pending(request, future))
@@ -285,6 +329,7 @@ class EventStore:
         self, after: int = 0, page_size: int = DEFAULT_PAGE
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after `after`, catching up first, then following new appends forever."""
+        self._listen()
         position = after
         while True:
             generation = self._notifier.current()

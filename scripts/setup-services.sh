@@ -111,6 +111,8 @@ ensure_role_and_database() {
         say "postgres: creating role $PG_ROLE"
         psql_as_postgres -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD'"
     fi
+    # CREATEROLE: the read-only CLI tests read through a role of their own that may only SELECT.
+    psql_as_postgres -c "ALTER ROLE $PG_ROLE CREATEDB CREATEROLE"
     if [ "$(psql_as_postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")" != 1 ]; then
         say "postgres: creating database $PG_DATABASE"
         psql_as_postgres -c "CREATE DATABASE $PG_DATABASE OWNER $PG_ROLE"

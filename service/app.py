@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 import migrations
+from eventstore.errors import StoreUnavailableError
 from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
@@ -54,7 +57,7 @@ from service.middlewares import auth_middleware, error_middleware
 from service.oauth import Refresher
 from service.reconciler import Reconciler
 from service.rendered import RenderedAt
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.status import ReadModels
 
 
@@ -63,6 +66,30 @@ async def open_store(settings: Settings) -> EventStore:
     engine = create_engine(settings.database_url)
     await migrations.upgrade(engine)
     return await EventStore.open(settings.database_url, engine=engine, catalogue=events.CATALOGUE)
+
+
+async def open_reader(settings: Settings) -> EventStore:
+    """The store for `replay`, `events` and `audit verify`: opened read-only, on a database
+    already at the newest schema. It never migrates: it raises migrations.RevisionError."""
+    _require_database(settings.database_url)
+    store = await EventStore.open_read_only(settings.database_url)
+    try:
+        await migrations.require_head(store.engine)
+    except (sa.exc.DBAPIError, OSError) as exc:  # the first query: refused, unreachable
+        await store.close()
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreUnavailableError(f"cannot read the database: {cause}") from exc
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def _require_database(url: str) -> None:
+    """A SQLite file that is not there is a mistake, not an empty log to create."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise SettingsError(f"there is no database file at {parsed.database!r}")
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:

@@ -1,8 +1,9 @@
 """`dtma audit verify | public-key | checkpoint`, the auditor's commands.
 
-`verify` only reads: it runs on a copy of the database (`--database-url`) and needs no key file;
-the audit public key comes from `--public-key`, held out of band. `public-key` and `checkpoint`
-use the service's key ring (`DTMA_KEY_FILE`) on the live database.
+`verify` only reads: it opens a copy of the database (`--database-url`) read-only, never
+migrates it, and needs no key file; the audit public key comes from `--public-key`, held out of
+band. `public-key` and `checkpoint` use the service's key ring (`DTMA_KEY_FILE`) on the live
+database.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nacl.signing import VerifyKey
-from sqlalchemy.engine import make_url
 
 from eventstore import audit, keyring, signing
 from eventstore.errors import StoreError
-from eventstore.store import EventStore
-from service.app import open_store
+from service.app import open_reader, open_store
 from service.audit import KeysFrom, public_key_json, report_json
 from service.settings import Settings, SettingsError
 
@@ -67,8 +66,7 @@ async def verify(settings: Settings, public_keys: Sequence[str], against: Sequen
     """Chain, stored checkpoints and known heads; exit 0 if all hold, 1 if any fails."""
     given = _parse_keys(public_keys)
     heads, exported = _parse_against(against)
-    require_database(settings.database_url)
-    store = await EventStore.open(settings.database_url)
+    store = await open_reader(settings)
     try:
         stored = await audit.load_checkpoints(store.engine)
         keys_from: KeysFrom = "argument" if given else "checkpoints"
@@ -114,13 +112,6 @@ async def checkpoint(settings: Settings, export: str | None) -> int:
         await asyncio.to_thread(Path(export).write_text, signed.dumps() + "\n")
     print(json.dumps(signed.to_json()))
     return 0
-
-
-def require_database(url: str) -> None:
-    """A SQLite file that is not there is a mistake, not an empty log to create."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise SettingsError(f"there is no database file at {parsed.database!r}")
 
 
 def _parse_keys(texts: Sequence[str]) -> list[VerifyKey]:

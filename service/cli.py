@@ -1,6 +1,7 @@
 """`dtma serve | migrate | rebuild | replay | events | audit | keys rotate | skip`: arguments to
 Settings, then run the app or one coroutine. `rebuild`, `replay`, `events` and `audit` touch
-neither Docker nor the backend: they read the log and fold it."""
+neither Docker nor the backend; `replay`, `events` and `audit verify` open the database
+read-only and never migrate it."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from aiohttp import web
 
 import migrations
 from eventstore import keyring
+from eventstore.errors import StoreError
 from eventstore.records import RecordedEvent, format_time
 from eventstore.store import create_engine
 from projections import ALL, events
 from projections.runner import FoldError, FoldSet, ProjectionRunner, fold_log
 from service import audit_cli, logs, skip_cli, terminal
 from service.api.events import event_json
-from service.app import create_app, open_store
+from service.app import create_app, open_reader, open_store
 from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
 
 
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         return run(args, settings)
-    except SettingsError as exc:
+    except (SettingsError, migrations.RevisionError) as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 2
     except FoldError as exc:  # rebuild or replay met an event this release cannot read
@@ -80,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"`dtma skip {exc.failure.position} --reason ...`",
             file=sys.stderr,
         )
+        return 1
+    except StoreError as exc:
+        print(f"dtma: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -132,7 +137,7 @@ async def rebuild(settings: Settings) -> int:
 
 
 async def replay(settings: Settings, until: str | None) -> int:
-    store = await open_store(settings)
+    store = await open_reader(settings)
     try:
         folds = await fold_log(store, FoldSet(events.CATALOGUE, ALL), stop_after(until))
         state = {name: s.model_dump(mode="json") for name, s in folds.states.items()}
@@ -170,7 +175,7 @@ def stop_after(until: str | None) -> Any:
 
 async def print_events(settings: Settings, after: int, follow: bool, form: str) -> int:
     show = _event_printer(form)
-    store = await open_store(settings)
+    store = await open_reader(settings)
     try:
         if follow:
             async for event in store.subscribe(after):
