@@ -15,7 +15,12 @@ from service import config_applier, errors
 from service.backoff import Backoff
 from service.docker import ContainerSpec, DockerAdapter
 from service.reconciler_log import ActionLog
-from service.replicas import CREDENTIALS_LABEL, container_name, network_name
+from service.replicas import (
+    CREDENTIALS_LABEL,
+    container_name,
+    init_container_name,
+    network_name,
+)
 
 # File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for images
 # without /bin/sh, which only the archive API can write into).
@@ -176,7 +181,7 @@ class ReplicaStarter:
         limits = desired.limits_of(spec.id)
         for index, init in enumerate(spec.init_containers, start=1):
             container = ContainerSpec(
-                name=f"dtma-{group.id}-{spec.id}-init-{index}",
+                name=init_container_name(group.id, spec.id, index),
                 image=init.image,
                 labels={
                     **self._owner_labels,

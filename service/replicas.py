@@ -12,8 +12,14 @@ from service.status import ReadModels
 CREDENTIALS_LABEL = "dtma.credentials-version"  # which version's env secrets it was given
 
 
+# Ids are [a-z0-9-], so `_` cannot occur in one: with `-` between the parts, group `a-b` with
+# server `c` and group `a` with server `b-c` both named dtma-a-b-c-1.
 def container_name(group_id: str, server_id: str, replica: int) -> str:
-    return f"dtma-{group_id}-{server_id}-{replica}"
+    return f"dtma_{group_id}_{server_id}_{replica}"
+
+
+def init_container_name(group_id: str, server_id: str, index: int) -> str:
+    return f"dtma_{group_id}_{server_id}_init_{index}"
 
 
 def network_name(group_id: str) -> str:

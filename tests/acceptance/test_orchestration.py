@@ -135,8 +135,8 @@ async def test_deploys_a_group_in_dependency_order_with_labels_network_limits_an
 
     api_containers = await containers_of(docker, owner_labels, "res-api")
     assert [c.name.lstrip("/") for c in api_containers] == [
-        "dtma-res-res-api-1",
-        "dtma-res-res-api-2",
+        "dtma_res_res-api_1",
+        "dtma_res_res-api_2",
     ]
     for container in api_containers:
         assert (
