@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -61,6 +63,25 @@ SELECT_PAGE = (
     "SELECT position, stream_id, stream_version, type, schema_version, data, metadata,"
     " recorded_at, hash FROM events WHERE position > ? {stream} ORDER BY position LIMIT ?"
 )
+
+
+def keep_private(path: str) -> list[str]:
+    """Make the database file `path` 0600 if it is new, and take group's and others' bits off
+    it and its -wal and -shm if it is not (SQLite gives those the database file's mode). The
+    log holds wrapped data keys and who did what: only its owner reads it. Returns the files
+    whose mode had to be narrowed."""
+    if not path or path == ":memory:":
+        return []
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    narrowed = []
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+                narrowed.append(name)
+    return narrowed
 
 
 def configure(connection: sqlite3.Connection) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ from eventstore.records import (
     canonical_json,
     format_time,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE = 500
 EVENT_COLUMNS = (
@@ -110,10 +113,13 @@ def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
         connect_args["server_settings"] = readonly.POSTGRES_SERVER_SETTINGS
     engine = create_async_engine(async_url(url), pool_pre_ping=postgres, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        from eventstore.sqlite import PRAGMAS
+        from eventstore.sqlite import PRAGMAS, keep_private
         from eventstore.sqlite_connections import guard
 
         pragmas = readonly.SQLITE_PRAGMAS if read_only else PRAGMAS
+        if not read_only:
+            for name in keep_private(make_url(url).database or ""):
+                logger.warning("%s was open to group or others; its mode is now 0600", name)
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _configure(dbapi_connection: Any, _record: Any) -> None:
