@@ -93,3 +93,13 @@ signed_checkpoints = Table(
     Column("public_key", String(64), nullable=False),
     Column("signature", String(128), nullable=False),
 )
+
+# Names a database gives itself once, the first time it is asked (eventstore.identity): the
+# same after a restart or a restore, different for another database.
+identities = Table(
+    "identities",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)

@@ -48,6 +48,12 @@ class ContainersState(BaseModel):
     def of(self, server_id: str) -> list[Instance]:
         return [i for _, i in sorted(self.instances.get(server_id, {}).items())]
 
+    def container_ids(self) -> set[str]:
+        """Every container the log has recorded as a replica, as it stands now."""
+        return {
+            i.container_id for r in self.instances.values() for i in r.values() if i.container_id
+        }
+
 
 def apply(state: ContainersState, event: events.Event, at: events.Envelope) -> ContainersState:
     match event:

@@ -21,7 +21,7 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import audit, heartbeat, legacy, metrics, status, system_metrics
+from service import audit, heartbeat, instance, legacy, metrics, status, system_metrics
 from service.api import audit as audit_api
 from service.api import config as config_api
 from service.api import credentials as credentials_api
@@ -42,6 +42,7 @@ from service.keys import (
     backend_key,
     context_key,
     docker_key,
+    instance_key,
     metrics_key,
     monitor_key,
     reconciler_key,
@@ -96,6 +97,11 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[settings_key])
     store.append_observers.append(app[metrics_key].appended)
     app[store_key] = store
+    try:
+        app[instance_key] = await instance.identify(store)
+    except BaseException:
+        await store.close()
+        raise
     try:
         yield
     finally:
@@ -163,6 +169,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         app[docker_key],
         events.CATALOGUE,
         owner_labels=settings.owner_labels,
+        instance_id=app[instance_key],
         interval=settings.reconcile_interval_s,
         ring=app[ring_key],
     )

@@ -3,11 +3,14 @@ actions its facts call for. Pure: the read models, the live breaker and the time
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from projections import health
 from service import breaker, status
+from service import instance as instances
+from service.docker import ContainerInfo
 from service.handlers import breaker_config_json
 from service.status import ReadModels
 
@@ -92,6 +95,20 @@ def comprehensive(models: ReadModels, now: datetime) -> dict[str, Any]:
             for action in recommended_actions(models, server_id, since, now)
         ],
     }
+
+
+def foreign(found: Sequence[ContainerInfo]) -> list[dict[str, Any]]:
+    """Managed containers another DTMA instance made, as the reconciler's last pass found them."""
+    return [
+        {
+            "containerId": c.id,
+            "name": c.name.lstrip("/"),
+            "instance": c.labels.get(instances.LABEL),
+            "group": c.labels.get("dtma.group"),
+            "mcpServerId": c.labels.get("dtma.server"),
+        }
+        for c in found
+    ]
 
 
 def overall_status(servers: list[dict[str, Any]]) -> str:

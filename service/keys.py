@@ -34,6 +34,7 @@ monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
 backend_key = web.AppKey("dtma.backend", BackendClient)
 ring_key = web.AppKey("dtma.keyring", KeyRing)
 metrics_key = web.AppKey("dtma.metrics", Metrics)
+instance_key = web.AppKey("dtma.instance", str)  # this instance's id (service/instance.py)
 statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/status, per position
 # Every route with its description, as the route modules register them: the OpenAPI document's
 # source. (Route is imported for the annotation only: service.api.routes imports this module.)

@@ -20,8 +20,9 @@ from eventstore.store import EventStore
 from projections import containers, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
 from service import adoption, errors
+from service import instance as instances
 from service.backoff import Backoff
-from service.docker import DockerAdapter
+from service.docker import ContainerInfo, DockerAdapter
 from service.reconciler_log import ActionLog
 from service.replica_starter import ReplicaStarter
 from service.replicas import (
@@ -73,8 +74,15 @@ class Reconciler:
         owner_labels: Mapping[str, str] | None = None,
         interval: float = 10.0,
         ring: KeyRing | None = None,
+        instance_id: str = "",
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
+        self._instance_id = instance_id
+        # what it stamps on what it creates: the owner labels and, with an id, its instance
+        stamped = {**self._owner_labels, instances.LABEL: instance_id} if instance_id else {}
+        self._stamped = stamped or self._owner_labels
+        # managed containers of another instance on this engine, as the last pass found them
+        self.foreign: list[ContainerInfo] = []
         self._store = store
         self._runner = runner
         self._docker = docker
@@ -87,7 +95,7 @@ class Reconciler:
         self._seen = 0  # the position of the models the last pass read
         self._log = ActionLog(store, catalogue)
         self._starter = ReplicaStarter(
-            runner, docker, self._log, self._backoff, self.removing, self._owner_labels, ring
+            runner, docker, self._log, self._backoff, self.removing, self._stamped, ring
         )
 
     def poke(self) -> None:
@@ -140,10 +148,13 @@ class Reconciler:
         models = ReadModels.of(self._runner)
         self._seen = self._runner.position
         desired = models.desired
+        managed = await self._docker.list_managed(self._owner_labels)
+        recorded = models.observed.container_ids()
+        self.foreign = [c for c in managed if not self._ours(c.labels, c.id in recorded)]
         actual = [
             r
-            for r in map(as_replica, await self._docker.list_managed(self._owner_labels))
-            if r and self._owns(r.info.labels)
+            for r in map(as_replica, managed)
+            if r and self._ours(r.info.labels, r.info.id in recorded)
         ]
         recovering = self._recovery_attempts(models.health)
         self._rolling = set()
@@ -159,8 +170,12 @@ class Reconciler:
         for server_id in recovering:
             self._attempted[server_id] = models.health.circuit(server_id).half_open_position or 0
 
-    def _owns(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self._owner_labels.items())
+    def _ours(self, labels: Mapping[str, str], recorded: bool) -> bool:
+        """Made by this instance: its owner labels, and its instance label or (made before
+        instances had ids) a record in this instance's log. Nothing else is touched."""
+        if not all(labels.get(k) == v for k, v in self._owner_labels.items()):
+            return False
+        return not self._instance_id or instances.belongs(labels, self._instance_id, recorded)
 
     # -- the circuit breaker ------------------------------------------------------------------
 
@@ -314,7 +329,7 @@ class Reconciler:
         known = self._runner.state(containers.PROJECTION).networks
         for group in desired.groups.values():
             name = network_name(group.id)
-            labels = {**self._owner_labels, "dtma.group": group.id}
+            labels = {**self._stamped, "dtma.group": group.id}
             await self._docker.ensure_network(name, labels, group.internal)
             if known.get(group.id) != name:
                 await self._log.record_group(
@@ -323,8 +338,10 @@ class Reconciler:
                 )
 
     async def _remove_unused_networks(self, desired: groups.GroupsState) -> None:
+        recorded = set(self._runner.state(containers.PROJECTION).networks.values())
         for name, labels in await self._docker.list_managed_networks():
-            group_id = labels.get("dtma.group") if self._owns(labels) else None
+            ours = self._ours(labels, name in recorded)
+            group_id = labels.get("dtma.group") if ours else None
             if group_id and group_id not in desired.groups:
                 await self._docker.remove_network(name)
                 await self._log.record_group(

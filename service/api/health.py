@@ -15,7 +15,7 @@ from service.api.events import AFTER, LAST_EVENT_ID, SSE, serve_sse
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.health_monitor import breaker_config
-from service.keys import context_key, monitor_key, runner_key
+from service.keys import context_key, monitor_key, reconciler_key, runner_key
 from service.status import ReadModels
 
 STREAMED = ("ReplicaHealthChanged", "CircuitTransitioned")
@@ -44,7 +44,8 @@ async def comprehensive(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     report = health_report.comprehensive(ReadModels.of(runner), datetime.now(UTC))
-    return web.json_response({**report, "position": runner.position})
+    foreign = health_report.foreign(request.app[reconciler_key].foreign)
+    return web.json_response({**report, "foreignContainers": foreign, "position": runner.position})
 
 
 def health_frame(event: RecordedEvent) -> bytes | None:

@@ -131,6 +131,7 @@ class GroupRead(Answer):
 class Liveness(Answer):
     status: Literal["ok"]
     position: int
+    instance: str = Field(description="this DTMA's id, kept in its log; on all it makes in Docker")
 
 
 class FoldFailure(Answer):
@@ -148,6 +149,7 @@ class ProjectionsStopped(Answer):
 class Degraded(Answer):
     status: Literal["degraded"]
     position: int
+    instance: str
     projections: ProjectionsStopped
 
 
@@ -215,11 +217,23 @@ class RecommendedAction(Answer):
     reason: str
 
 
+class ForeignContainer(Answer):
+    container_id: str
+    name: str
+    instance: str | None = Field(description="the instance that made it; null: no label")
+    group: str | None
+    mcp_server_id: str | None
+
+
 class ComprehensiveReport(Answer):
     overall_status: Literal["healthy", "degraded", "unhealthy"]
     mcp_server_states: list[McpServerStatus]
     failed_containers: list[FailedContainer]
     recommended_actions: list[RecommendedAction]
+    foreign_containers: list[ForeignContainer] = Field(
+        description="managed containers on this engine that another DTMA instance made: "
+        "never touched, never recorded"
+    )
     position: int
 
 

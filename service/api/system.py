@@ -7,19 +7,25 @@ from aiohttp import web
 from service import middlewares
 from service.api import routes, schemas
 from service.api.routes import Reply, Route
-from service.keys import metrics_key, runner_key, store_key
+from service.keys import instance_key, metrics_key, runner_key, store_key
 from service.metrics import CONTENT_TYPE
 
 
 async def healthz(request: web.Request) -> web.Response:
     """200 while the projections follow the log; 503 `degraded` while they are stopped before
     an event they cannot read, so that a load balancer or a watchdog sees it."""
-    runner = request.app[runner_key]
+    runner, instance = request.app[runner_key], request.app[instance_key]
     if runner.failure is None:
-        return web.json_response({"status": "ok", "position": runner.position})
+        body = {"status": "ok", "position": runner.position, "instance": instance}
+        return web.json_response(body)
     head, _ = await request.app[store_key].head()
     projections = middlewares.projections_json(runner.position, head, runner.failure)
-    body = {"status": "degraded", "position": runner.position, "projections": projections}
+    body = {
+        "status": "degraded",
+        "position": runner.position,
+        "instance": instance,
+        "projections": projections,
+    }
     return web.json_response(body, status=503)
 
 

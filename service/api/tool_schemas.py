@@ -86,6 +86,7 @@ class HostOverview(LegacyAnswer):
 
     dtma_version: str
     version: str
+    instance: str = Field(description="this DTMA's id (as in GET /healthz)")
     system_metrics: SystemMetrics
     environment: SystemMetrics
     tool_instances: list[ToolInstance]

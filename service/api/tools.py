@@ -18,7 +18,7 @@ from service import legacy_decisions as decide
 from service.api import routes, tool_schemas
 from service.api.routes import Param, Reply, Route
 from service.api.wire import command_meta, read_json, wait_min_position
-from service.keys import context_key, docker_key, runner_key
+from service.keys import context_key, docker_key, instance_key, runner_key
 from service.middlewares import translate
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ async def overview(request: web.Request) -> web.Response:
         {
             "dtma_version": version,
             "version": version,
+            "instance": request.app[instance_key],
             "system_metrics": metrics,
             "environment": metrics,
             "tool_instances": [status_json(tool) for tool in tools],

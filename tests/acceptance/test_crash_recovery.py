@@ -50,6 +50,8 @@ async def test_a_restart_after_kill_9_recreates_what_was_removed_and_removes_orp
             assert response.status == 200, await response.text()
         before = await server_status(http, service.url, "crash-a")
         first, second = (i["containerId"] for i in before["instances"])
+        async with http.get(f"{service.url}/healthz") as response:
+            instance = (await response.json())["instance"]
 
         await service.kill(signal.SIGKILL)
         await docker.remove_container(second)
@@ -62,6 +64,8 @@ async def test_a_restart_after_kill_9_recreates_what_was_removed_and_removes_orp
                     "dtma.group": "crash",
                     "dtma.server": "ghost",
                     "dtma.replica": "1",
+                    # as this instance labels what it creates: made, then the crash came
+                    "dtma.instance": instance,
                 },
             )
         )
