@@ -91,7 +91,12 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     app[metrics_key].watch(runner)  # first: a failure met while catching up is counted too
     await runner.start()
     app[runner_key] = runner
-    app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE, runner=runner)
+    app[context_key] = CommandContext(
+        store=store,
+        catalogue=events.CATALOGUE,
+        runner=runner,
+        policy=app[settings_key].policy(),
+    )
     try:
         yield
     finally:
@@ -138,6 +143,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         owner_labels=settings.owner_labels,
         interval=settings.reconcile_interval_s,
         ring=app[ring_key],
+        policy=settings.policy(),
     )
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler

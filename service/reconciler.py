@@ -19,8 +19,9 @@ from eventstore.keyring import KeyRing
 from eventstore.store import EventStore
 from projections import containers, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
-from service import adoption, errors
+from service import adoption, container_policy, errors
 from service.backoff import Backoff
+from service.container_policy import ContainerPolicy
 from service.docker import DockerAdapter
 from service.reconciler_log import ActionLog
 from service.replica_starter import ReplicaStarter
@@ -73,6 +74,7 @@ class Reconciler:
         owner_labels: Mapping[str, str] | None = None,
         interval: float = 10.0,
         ring: KeyRing | None = None,
+        policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._store = store
@@ -87,7 +89,14 @@ class Reconciler:
         self._seen = 0  # the position of the models the last pass read
         self._log = ActionLog(store, catalogue)
         self._starter = ReplicaStarter(
-            runner, docker, self._log, self._backoff, self.removing, self._owner_labels, ring
+            runner,
+            docker,
+            self._log,
+            self._backoff,
+            self.removing,
+            self._owner_labels,
+            ring,
+            policy,
         )
 
     def poke(self) -> None:
