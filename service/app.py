@@ -29,6 +29,7 @@ from service.api import openapi as openapi_api
 from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
+from service.api.stream_slots import StreamSlots
 from service.backend import BackendClient
 from service.config_applier import ConfigApplier
 from service.credential_injector import CredentialInjector
@@ -47,6 +48,7 @@ from service.keys import (
     settings_key,
     statuses_key,
     store_key,
+    streams_key,
 )
 from service.listener import DockerListener
 from service.metrics import Metrics
@@ -195,6 +197,7 @@ def create_app(settings: Settings) -> web.Application:
     app[settings_key] = settings
     app[metrics_key] = measured
     app[statuses_key] = RenderedAt()
+    app[streams_key] = StreamSlots(settings.max_streams_per_token)
     app.cleanup_ctx.extend(
         [
             store_context,
