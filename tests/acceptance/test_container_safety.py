@@ -19,6 +19,7 @@ from tests.support.docker_cli import inspect_raw
 pytestmark = pytest.mark.docker
 
 MIB = 1024 * 1024
+ABSENT = "dtma-test/absent:404"
 
 
 def server(image: str, server_id: str, **fields: Any) -> dict[str, Any]:
@@ -109,18 +110,18 @@ async def test_deploys_and_scales_past_the_host_cap_are_409_capacity_exceeded(
     service_settings: Callable[..., Settings],
     docker: DockerAdapter,
     owner_labels: dict[str, str],
-    busybox: str,
 ) -> None:
+    """Counted from the desired state: an image that is not there makes no container, and the
+    replicas still count."""
     client = await aiohttp_client(create_app(service_settings(max_containers=3)))
     try:
-        idle = server(busybox, "cap-a", replicas=2, command=["sleep", "600"])
-        assert (await deploy(client, "cap", idle)).status == 202
+        assert (await deploy(client, "cap", server(ABSENT, "cap-a", replicas=2))).status == 202
 
         over = await client.put(
             "/mcp-servers/scale", json={"mcpServerId": "cap-a", "replicas": 4}, headers=AUTH
         )
-        another = await deploy(client, "cap2", server(busybox, "cap-b", replicas=2))
-        within = await deploy(client, "cap2", server(busybox, "cap-b", replicas=1))
+        another = await deploy(client, "cap2", server(ABSENT, "cap-b", replicas=2))
+        within = await deploy(client, "cap2", server(ABSENT, "cap-b", replicas=1))
 
         assert over.status == 409 and another.status == 409, await another.text()
         assert (await over.json())["error"]["code"] == "capacity_exceeded"
