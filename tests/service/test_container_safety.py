@@ -129,10 +129,8 @@ def _resolved(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _example(schema: dict[str, Any]) -> dict[str, Any]:
-    """A smallest valid instance of an object schema: its required string fields filled."""
-    return {name: "x" for name in schema.get("required", [])} | (
-        {"image": "busybox:1"} if "image" in schema.get("required", []) else {}
-    )
+    """A smallest valid instance of an object schema: its required fields filled."""
+    return {name: "busybox:1" if name == "image" else "x" for name in schema.get("required", [])}
 
 
 def accepted(model: type[BaseModel], wire: Any) -> Any | None:
