@@ -130,6 +130,7 @@ FLOATS = ("reconcile_interval_s", "heartbeat_interval_s", "default_cpus", "heade
 CAPABILITY = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
 # Past this depth pydantic cannot read the log's JSON back: see service/api/json_limits.py.
 MAX_JSON_DEPTH_CEILING = 128
+MIN_MEMORY_MB = 6  # Docker refuses a smaller memory limit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,6 +178,9 @@ def _build(raw: dict[str, str]) -> Settings:
     depth = values.get("max_json_depth")
     if isinstance(depth, int) and depth > MAX_JSON_DEPTH_CEILING:
         raise SettingsError(f"max_json_depth must be at most {MAX_JSON_DEPTH_CEILING}, got {depth}")
+    memory = values.get("default_memory_mb")
+    if isinstance(memory, int) and memory < MIN_MEMORY_MB:
+        raise SettingsError(f"default_memory_mb must be at least {MIN_MEMORY_MB}, got {memory}")
     if "database_url" in raw:
         values["database_url"] = normalize_database_url(raw["database_url"])
     if "owner_labels" in raw:

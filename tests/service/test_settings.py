@@ -271,3 +271,8 @@ def test_container_safety_settings_come_from_the_environment() -> None:
 def test_no_setting_allows_all_or_sys_capabilities(names: str) -> None:
     with pytest.raises(SettingsError, match="allowed_capabilities"):
         load_settings([], {"DTMA_ALLOWED_CAPABILITIES": names})
+
+
+def test_a_default_memory_limit_docker_would_refuse_is_refused() -> None:
+    with pytest.raises(SettingsError, match="default_memory_mb"):
+        load_settings([], {"DTMA_DEFAULT_MEMORY_MB": "5"})
