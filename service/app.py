@@ -32,6 +32,7 @@ from service.api import openapi as openapi_api
 from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
+from service.api.stream_slots import StreamSlots
 from service.backend import BackendClient
 from service.config_applier import ConfigApplier
 from service.credential_injector import CredentialInjector
@@ -51,6 +52,7 @@ from service.keys import (
     settings_key,
     statuses_key,
     store_key,
+    streams_key,
 )
 from service.listener import DockerListener
 from service.metrics import Metrics
@@ -124,7 +126,12 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     app[metrics_key].watch(runner)  # first: a failure met while catching up is counted too
     await runner.start()
     app[runner_key] = runner
-    app[context_key] = CommandContext(store=store, catalogue=events.CATALOGUE, runner=runner)
+    app[context_key] = CommandContext(
+        store=store,
+        catalogue=events.CATALOGUE,
+        runner=runner,
+        policy=app[settings_key].policy(),
+    )
     try:
         yield
     finally:
@@ -172,6 +179,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         instance_id=app[instance_key],
         interval=settings.reconcile_interval_s,
         ring=app[ring_key],
+        policy=settings.policy(),
     )
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
@@ -223,6 +231,7 @@ def create_app(settings: Settings) -> web.Application:
     app[settings_key] = settings
     app[metrics_key] = measured
     app[statuses_key] = RenderedAt()
+    app[streams_key] = StreamSlots(settings.max_streams_per_token)
     app.cleanup_ctx.extend(
         [
             store_context,

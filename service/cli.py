@@ -97,6 +97,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             shutdown_timeout=5,
+            # aiohttp's one bound on a connection that sends its request head slowly (it has no
+            # header-read timeout of its own): counted from the connection, or from the last
+            # answer, the whole head must have come in by then or the connection is closed.
+            keepalive_timeout=settings.header_timeout_s,
             access_log=aiohttp_log.access_logger if settings.access_log else None,
         )
         return 0

@@ -11,7 +11,7 @@ from jsonschema import Draft4Validator, Draft202012Validator, ValidationError, v
 from jsonschema.protocols import Validator
 
 from projections import config, events, groups
-from service import commands, errors
+from service import commands, config_patterns, errors
 
 MESSAGE_CHARS = 300  # of a validation message, which may quote a large value
 
@@ -63,7 +63,7 @@ def violations(
     """Where `instance` breaks `schema`: one detail per failing path, in path order, as
     `field` (dotted, under `field`), `pointer` (a JSON pointer into the instance), `message`
     and `type` (the failing keyword). `partial` leaves out missing required properties."""
-    validator = validator_class(schema)(schema)
+    validator = config_patterns.linear(validator_class(schema))(schema)
     try:
         found = sorted(
             validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))
@@ -144,6 +144,12 @@ def _check_schema(schema: Mapping[str, Any]) -> None:
     meta_cls = validators.validator_for(cls.META_SCHEMA, default=cls)
     meta = meta_cls(cls.META_SCHEMA, format_checker=meta_cls.FORMAT_CHECKER)
     details = [_detail(e, "schema") for e in meta.iter_errors(schema)]
+    invalid = {d["field"] for d in details}  # a pattern `re` cannot compile is told once
+    details += [
+        {"field": field, "pointer": pointer(where), "message": why}
+        for where, why in config_patterns.unsupported(schema)
+        if (field := ".".join(["schema", *where])) not in invalid
+    ]
     if details:
         raise errors.ValidationFailedError(
             "the schema is not a valid JSON Schema", code="invalid_schema", details=details

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections import dependencies, events, groups, health, specs
 from service import commands, errors
+from service.container_policy import DEFAULT_POLICY, ContainerPolicy
 
 
 def breaker_stream(server_id: str | None) -> str:
@@ -24,9 +25,15 @@ def configure_breaker(
     return events.CircuitBreakerConfigured(mcp_server_id=command.mcp_server_id, **merged)
 
 
-def deploy_group(state: groups.GroupsState, command: commands.DeployGroup) -> list[events.Event]:
+def deploy_group(
+    state: groups.GroupsState,
+    command: commands.DeployGroup,
+    policy: ContainerPolicy = DEFAULT_POLICY,
+) -> list[events.Event]:
     """Declare the group (if new or re-configured) and every server of the spec."""
     _refuse_duplicate_ids(command)
+    _refuse_capabilities(command, policy)
+    refuse_over_capacity(state, {s.id: s.replicas for s in command.mcp_servers}, policy)
     _refuse_ids_of_other_groups(state, command.group_id, [s.id for s in command.mcp_servers])
     _refuse_unknown_or_cyclic_dependencies(state, command)
     declared: list[events.Event] = []
@@ -48,8 +55,13 @@ def create_group(state: groups.GroupsState, command: commands.CreateGroup) -> ev
     return _declare_group(None, command.id, command.name, command)
 
 
-def scale_server(state: groups.GroupsState, command: commands.ScaleServer) -> events.ReplicasScaled:
+def scale_server(
+    state: groups.GroupsState,
+    command: commands.ScaleServer,
+    policy: ContainerPolicy = DEFAULT_POLICY,
+) -> events.ReplicasScaled:
     server = _known_server(state, command.mcp_server_id)
+    refuse_over_capacity(state, {command.mcp_server_id: command.replicas}, policy)
     return events.ReplicasScaled(
         group_id=server.group_id, server_id=command.mcp_server_id, replicas=command.replicas
     )
@@ -152,6 +164,46 @@ def _refuse_duplicate_ids(command: commands.DeployGroup) -> None:
         seen.add(server.id)
     if details:
         raise errors.ValidationFailedError("MCP server ids must be unique", details=details)
+
+
+def _refuse_capabilities(command: commands.DeployGroup, policy: ContainerPolicy) -> None:
+    refused = [
+        (f"mcpServers.{i}.capAdd.{j}", name)
+        for i, server in enumerate(command.mcp_servers)
+        for j, name in enumerate(server.cap_add)
+        if policy.refused_capabilities([name])
+    ]
+    if refused:
+        raise errors.ValidationFailedError(
+            "capabilities not allowed: " + ", ".join(sorted({name for _, name in refused})),
+            details=[
+                {"field": field, "message": f"{name} is not on the allow-list of capabilities"}
+                for field, name in refused
+            ],
+        )
+
+
+def refuse_over_capacity(
+    state: groups.GroupsState, wanted: dict[str, int], policy: ContainerPolicy
+) -> None:
+    """409 when the replicas `wanted` (server id -> count) would take the host's managed
+    containers past the cap. Counted from the desired state, not from Docker: the replicas
+    every server should have. A change that adds none is never refused, so an operator over
+    the cap (a cap lowered after the fact) can still scale down."""
+    now = sum(s.replicas for s in state.servers.values())
+    after = now + sum(n - _replicas(state, s) for s, n in wanted.items())
+    if after > policy.max_containers and after > now:
+        raise errors.ConflictError(
+            f"this would run {after} containers; the host's cap is {policy.max_containers}"
+            " (DTMA_MAX_CONTAINERS)",
+            code="capacity_exceeded",
+            details=[{"requested": after, "limit": policy.max_containers}],
+        )
+
+
+def _replicas(state: groups.GroupsState, server_id: str) -> int:
+    server = state.servers.get(server_id)
+    return server.replicas if server else 0
 
 
 def _refuse_ids_of_other_groups(

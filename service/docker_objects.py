@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service import container_policy
+
 MANAGED_LABEL = "dtma.managed"
 MANAGED_LABELS: Mapping[str, str] = {MANAGED_LABEL: "true"}
 DEFAULT_PIDS_LIMIT = 512
@@ -17,6 +19,10 @@ LOOPBACK = "127.0.0.1"
 MIB = 1024 * 1024
 NANO = 1_000_000_000
 NEVER = "0001-01-01T00:00:00Z"  # Docker's zero time: not started, or not finished yet
+# Docker's json-file driver, rotated: a chatty server keeps at most 3 x 10 MB of log on disk
+# whatever the daemon's default driver (json-file, which never rotates unless told to).
+LOG_MAX_SIZE = "10m"
+LOG_MAX_FILE = "3"
 SECRETS_DIR = "/run/secrets"
 # Sticky and world-writable like /tmp: whatever user the container runs as (the image may set
 # it) writes its own files, 0400, and no other user can replace them. 1 MiB of the container's
@@ -94,12 +100,17 @@ def managed(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def hardened_host_config(*, pids_limit: int = DEFAULT_PIDS_LIMIT) -> dict[str, Any]:
-    """The HostConfig every container starts from: no privileges to gain, no restarts."""
+    """The HostConfig every container starts from: no privileges to gain, no restarts, a log
+    that rotates."""
     return {
         "SecurityOpt": ["no-new-privileges"],
         "CapDrop": ["ALL"],
         "PidsLimit": pids_limit,
         "RestartPolicy": {"Name": "no"},
+        "LogConfig": {
+            "Type": "json-file",
+            "Config": {"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILE},
+        },
     }
 
 
@@ -125,8 +136,8 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
 
 def _host_config(spec: ContainerSpec) -> dict[str, Any]:
     host_config = hardened_host_config(pids_limit=spec.pids)
-    if spec.cap_add:
-        host_config["CapAdd"] = list(spec.cap_add)
+    if granted := [c for c in spec.cap_add if not container_policy.never_granted(c)]:
+        host_config["CapAdd"] = granted  # whatever the caller checked: never ALL or SYS_*
     if spec.memory_mb is not None:
         host_config["Memory"] = host_config["MemorySwap"] = spec.memory_mb * MIB
     if spec.cpus is not None:

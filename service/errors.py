@@ -64,6 +64,11 @@ class ValidationFailedError(ServiceError):
     code = "validation_failed"
 
 
+class TooManyRequestsError(ServiceError):
+    status = 429
+    code = "too_many_requests"
+
+
 class UnavailableError(ServiceError):
     status = 503
     code = "unavailable"

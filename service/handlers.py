@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from eventstore.store import EventStore
 from projections import events, groups, health
 from projections.runner import ProjectionRunner
 from service import commands, decisions, errors
+from service.container_policy import DEFAULT_POLICY, ContainerPolicy
 from service.stream_locks import StreamLocks
 
 
@@ -26,6 +28,7 @@ class CommandContext:
     catalogue: Catalogue
     runner: ProjectionRunner
     locks: StreamLocks = field(default_factory=StreamLocks)
+    policy: ContainerPolicy = DEFAULT_POLICY  # what a command may ask of its containers
     # breaker stream -> (its version, its settings) as last read: a command reads only what is
     # newer, not the whole stream, which grows by one event with every setting
     breaker_tails: dict[str, tuple[int, health.BreakerSettings]] = field(default_factory=dict)
@@ -239,7 +242,8 @@ async def deploy_group(
     def answer(_produced: list[events.Event]) -> dict[str, Any]:
         return {"groupId": command.group_id, "mcpServers": [s.id for s in command.mcp_servers]}
 
-    return await decide_on_groups(ctx, command, meta, decisions.deploy_group, answer)
+    decide = functools.partial(decisions.deploy_group, policy=ctx.policy)
+    return await decide_on_groups(ctx, command, meta, decide, answer)
 
 
 async def create_group(
@@ -260,7 +264,8 @@ def _no_answer(_produced: list[events.Event]) -> dict[str, Any]:
 async def scale_server(
     ctx: CommandContext, command: commands.ScaleServer, meta: CommandMeta
 ) -> dict[str, Any]:
-    return await decide_on_groups(ctx, command, meta, decisions.scale_server, _no_answer)
+    decide = functools.partial(decisions.scale_server, policy=ctx.policy)
+    return await decide_on_groups(ctx, command, meta, decide, _no_answer)
 
 
 async def remove_server(

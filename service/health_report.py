@@ -130,7 +130,8 @@ def recommended_actions(
         if health.parse_time(failure.at) < since:
             continue
         if failure.oom_killed:
-            limit = f"{limits.memory_mb} MB" if limits.memory_mb else "no"
+            # without a limit of its own it ran under DTMA_DEFAULT_MEMORY_MB
+            limit = f"{limits.memory_mb} MB" if limits.memory_mb else "the default"
             actions["raise_memory_limit"] = (
                 f"replica {failure.replica} was killed for running out of memory "
                 f"({limit} limit) at {failure.at}"

@@ -23,6 +23,7 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.api.routes import Route
+    from service.api.stream_slots import StreamSlots
 
 settings_key = web.AppKey("dtma.settings", Settings)
 store_key = web.AppKey("dtma.store", EventStore)
@@ -40,3 +41,4 @@ statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/statu
 # source. (Route is imported for the annotation only: service.api.routes imports this module.)
 routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
+streams_key: web.AppKey[StreamSlots] = web.AppKey("dtma.streams")  # open SSE streams per token

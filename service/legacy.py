@@ -7,6 +7,7 @@ A tool that fails to start when it is created is removed again, so the backend m
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -71,12 +72,13 @@ async def create_tool(
     name = command.instance_name_on_toolbox
     position = await _replayed(ctx, meta)
     if position is None:
-        decide.create_tool(await caught_up(ctx), command)  # a name or port in use: 409 first
+        create = functools.partial(decide.create_tool, policy=ctx.policy)
+        create(await caught_up(ctx), command)  # a name or port in use, or no room: 409 first
         if not await docker.image_exists(command.docker_image_url):
             raise errors.NotFoundError(
                 f"image {command.docker_image_url} is not on this host (DTMA pulls no images)"
             )
-        answer = await handlers.decide_on_groups(ctx, command, meta, decide.create_tool, _none)
+        answer = await handlers.decide_on_groups(ctx, command, meta, create, _none)
         position = int(answer["position"])
     try:
         return await _started(ctx, name, decide.tool_id(name), position)
@@ -95,7 +97,8 @@ async def scale_tool(
     tool = decide.known_tool(await caught_up(ctx), command.name)
     position = ctx.runner.position
     if tool.replicas != command.replicas:
-        answer = await handlers.decide_on_groups(ctx, command, meta, decide.scale_tool, _none)
+        scale = functools.partial(decide.scale_tool, policy=ctx.policy)
+        answer = await handlers.decide_on_groups(ctx, command, meta, scale, _none)
         position = int(answer["position"])
     elif command.replicas and (running := current(ctx.runner, command.name)).status == "running":
         return running

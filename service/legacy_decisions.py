@@ -23,7 +23,8 @@ from pydantic import (
 from pydantic.alias_generators import to_pascal
 
 from projections import containers, events, groups, specs
-from service import commands, errors
+from service import commands, decisions, errors
+from service.container_policy import DEFAULT_POLICY, ContainerPolicy
 
 LEGACY_GROUP = "legacy"
 ID_PREFIX = "tool-"
@@ -182,7 +183,9 @@ def known_tool(state: groups.GroupsState, name: str) -> groups.ServerState:
     return tool
 
 
-def create_tool(state: groups.GroupsState, command: CreateTool) -> list[events.Event]:
+def create_tool(
+    state: groups.GroupsState, command: CreateTool, policy: ContainerPolicy = DEFAULT_POLICY
+) -> list[events.Event]:
     """Declare the `legacy` group if new, and the tool as a server of it."""
     spec = tool_spec(command)
     name = command.instance_name_on_toolbox
@@ -193,6 +196,7 @@ def create_tool(state: groups.GroupsState, command: CreateTool) -> list[events.E
             f"the name '{name}' gives the server id {spec.id!r}, which is in use", code="id_in_use"
         )
     _refuse_taken_host_ports(state, spec)
+    decisions.refuse_over_capacity(state, {spec.id: spec.replicas}, policy)
     declared: list[events.Event] = []
     if LEGACY_GROUP not in state.groups:
         declared.append(events.GroupDeclared(group_id=LEGACY_GROUP, name=LEGACY_GROUP))
@@ -205,8 +209,11 @@ def remove_tool(state: groups.GroupsState, command: RemoveTool) -> events.Server
     return events.ServerRemoved(group_id=tool.group_id, server_id=tool.spec.id)
 
 
-def scale_tool(state: groups.GroupsState, command: ScaleTool) -> events.ReplicasScaled:
+def scale_tool(
+    state: groups.GroupsState, command: ScaleTool, policy: ContainerPolicy = DEFAULT_POLICY
+) -> events.ReplicasScaled:
     tool = known_tool(state, command.name)
+    decisions.refuse_over_capacity(state, {tool.spec.id: command.replicas}, policy)
     return events.ReplicasScaled(
         group_id=tool.group_id, server_id=tool.spec.id, replicas=command.replicas
     )

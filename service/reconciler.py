@@ -19,9 +19,10 @@ from eventstore.keyring import KeyRing
 from eventstore.store import EventStore
 from projections import containers, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
-from service import adoption, errors
+from service import adoption, container_policy, errors
 from service import instance as instances
 from service.backoff import Backoff
+from service.container_policy import ContainerPolicy
 from service.docker import ContainerInfo, DockerAdapter
 from service.reconciler_log import ActionLog
 from service.replica_starter import ReplicaStarter
@@ -75,6 +76,7 @@ class Reconciler:
         interval: float = 10.0,
         ring: KeyRing | None = None,
         instance_id: str = "",
+        policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._instance_id = instance_id
@@ -95,7 +97,14 @@ class Reconciler:
         self._seen = 0  # the position of the models the last pass read
         self._log = ActionLog(store, catalogue)
         self._starter = ReplicaStarter(
-            runner, docker, self._log, self._backoff, self.removing, self._stamped, ring
+            runner,
+            docker,
+            self._log,
+            self._backoff,
+            self.removing,
+            self._stamped,
+            ring,
+            policy,
         )
 
     def poke(self) -> None:

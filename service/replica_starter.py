@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from eventstore.keyring import KeyRing, KeyringError
-from projections import config, containers, credentials, events, groups, health
+from projections import config, containers, credentials, events, groups, health, specs
 from projections.runner import ProjectionRunner
-from service import config_applier, errors
+from service import config_applier, container_policy, errors
 from service.backoff import Backoff
+from service.container_policy import ContainerPolicy
 from service.docker import ContainerSpec, DockerAdapter
 from service.reconciler_log import ActionLog
 from service.replicas import (
@@ -37,6 +38,7 @@ class ReplicaStarter:
         removing: set[str],
         owner_labels: Mapping[str, str],
         ring: KeyRing | None,
+        policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._runner = runner
         self._docker = docker
@@ -45,6 +47,7 @@ class ReplicaStarter:
         self._removing = removing  # the reconciler's: ids being removed on purpose
         self._owner_labels = dict(owner_labels)
         self._ring = ring
+        self._policy = policy
 
     async def start(
         self,
@@ -125,33 +128,11 @@ class ReplicaStarter:
         version: int | None,
         secret_env: dict[str, str],
     ) -> ContainerSpec:
-        spec = server.spec
-        limits = desired.limits_of(spec.id)
-        labels = {
-            **self._owner_labels,
-            "dtma.group": group.id,
-            "dtma.server": spec.id,
-            "dtma.replica": str(replica),
-            "dtma.generation": str(server.generation),
-        }
+        labels = dict(self._owner_labels)
         if version is not None:
             labels[CREDENTIALS_LABEL] = str(version)
-        return ContainerSpec(
-            name=container_name(group.id, spec.id, replica),
-            image=spec.image,
-            labels={**spec.labels, **labels},  # a legacy tool's name; DTMA's own labels win
-            env={**spec.env, **secret_env},
-            secrets_tmpfs=SECRETS_TMPFS,
-            command=list(spec.command) if spec.command is not None else None,
-            network=network_name(group.id),
-            aliases=[spec.id],
-            container_port=spec.port,
-            memory_mb=limits.memory_mb,
-            cpus=limits.cpus,
-            pids=limits.pids or 512,
-            cap_add=list(spec.cap_add),
-            host_ports=spec.host_ports,
-        )
+        made = replica_container(desired, group.id, server, replica, self._policy, labels)
+        return replace(made, env={**made.env, **secret_env})
 
     async def _write_config(self, server_id: str, replica: int, container_id: str) -> None:
         """The server's current configuration, into the container before it starts."""
@@ -178,24 +159,10 @@ class ReplicaStarter:
             return True
         if not self._backoff.due((spec.id, 0), _now()):
             return False
-        limits = desired.limits_of(spec.id)
-        for index, init in enumerate(spec.init_containers, start=1):
-            container = ContainerSpec(
-                name=init_container_name(group.id, spec.id, index),
-                image=init.image,
-                labels={
-                    **self._owner_labels,
-                    "dtma.group": group.id,
-                    "dtma.server": spec.id,
-                    "dtma.init": str(index),
-                },
-                env=dict(spec.env),
-                command=list(init.command) if init.command is not None else None,
-                network=network_name(group.id),
-                memory_mb=limits.memory_mb,
-                cpus=limits.cpus,
-                pids=limits.pids or 512,
-            )
+        made = init_containers(desired, group.id, server, self._policy, self._owner_labels)
+        for index, (init, container) in enumerate(
+            zip(spec.init_containers, made, strict=True), start=1
+        ):
             try:
                 code, output = await self._docker.run_container_to_completion(container)
             except errors.UnavailableError:
@@ -243,6 +210,77 @@ class ReplicaStarter:
         except KeyringError:  # revoked meanwhile: start it without them
             return None, {}
         return active.version, env
+
+
+def replica_container(
+    desired: groups.GroupsState,
+    group_id: str,
+    server: groups.ServerState,
+    replica: int,
+    policy: ContainerPolicy,
+    labels: Mapping[str, str],
+) -> ContainerSpec:
+    """A replica's container as its spec, its group and the policy make it (credentials
+    aside): everything a request can shape of it passes through here."""
+    spec = server.spec
+    limits = policy.limits(desired.limits_of(spec.id))
+    own = {
+        **labels,
+        "dtma.group": group_id,
+        "dtma.server": spec.id,
+        "dtma.replica": str(replica),
+        "dtma.generation": str(server.generation),
+    }
+    return ContainerSpec(
+        name=container_name(group_id, spec.id, replica),
+        image=spec.image,
+        labels={**spec.labels, **own},  # a legacy tool's name; DTMA's own labels win
+        env=dict(spec.env),
+        secrets_tmpfs=SECRETS_TMPFS,
+        command=list(spec.command) if spec.command is not None else None,
+        network=network_name(group_id),
+        aliases=[spec.id],
+        container_port=spec.port,
+        memory_mb=limits.memory_mb,
+        cpus=limits.cpus,
+        pids=limits.pids or specs.DEFAULT_PIDS,
+        # a spec decided under a wider allow-list (or before there was one) gets no more than
+        # the allow-list in force now
+        cap_add=policy.granted_capabilities(spec.cap_add),
+        host_ports=spec.host_ports,
+    )
+
+
+def init_containers(
+    desired: groups.GroupsState,
+    group_id: str,
+    server: groups.ServerState,
+    policy: ContainerPolicy,
+    labels: Mapping[str, str],
+) -> list[ContainerSpec]:
+    """The server's init containers, in order: on the group's network with the server's
+    environment and limits, and no capability at all."""
+    spec = server.spec
+    limits = policy.limits(desired.limits_of(spec.id))
+    return [
+        ContainerSpec(
+            name=init_container_name(group_id, spec.id, index),
+            image=init.image,
+            labels={
+                **labels,
+                "dtma.group": group_id,
+                "dtma.server": spec.id,
+                "dtma.init": str(index),
+            },
+            env=dict(spec.env),
+            command=list(init.command) if init.command is not None else None,
+            network=network_name(group_id),
+            memory_mb=limits.memory_mb,
+            cpus=limits.cpus,
+            pids=limits.pids or specs.DEFAULT_PIDS,
+        )
+        for index, init in enumerate(spec.init_containers, start=1)
+    ]
 
 
 def _now() -> float:

@@ -13,6 +13,8 @@ from typing import TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from service import container_policy
+
 N = TypeVar("N", int, float)
 DEFAULT_DATABASE_URL = "sqlite:///./dtma.db"
 CONF_FILE = Path("/etc/dtma.conf")
@@ -52,6 +54,26 @@ class Settings:
     max_json_depth: int = 32
     max_json_string: int = 262_144
     max_json_array: int = 10_000
+    # Container safety (see docs/operations.md, "Security"): capabilities a server may add
+    # beyond the built-in allow-list, limits when neither a server nor its group sets any,
+    # the host-wide cap on managed containers.
+    allowed_capabilities: tuple[str, ...] = ()
+    default_memory_mb: int = container_policy.DEFAULT_MEMORY_MB
+    default_cpus: float = container_policy.DEFAULT_CPUS
+    max_containers: int = container_policy.DEFAULT_MAX_CONTAINERS
+    # Open event streams (SSE) one token may hold at once; past it 429.
+    max_streams_per_token: int = 8
+    # How long a connection may take to send a whole request head, and may then stay idle.
+    header_timeout_s: float = 15.0
+
+    def policy(self) -> container_policy.ContainerPolicy:
+        return container_policy.ContainerPolicy(
+            allowed_capabilities=container_policy.DEFAULT_CAPABILITIES
+            | frozenset(self.allowed_capabilities),
+            default_memory_mb=self.default_memory_mb,
+            default_cpus=self.default_cpus,
+            max_containers=self.max_containers,
+        )
 
     def require_auth_token(self) -> str:
         if not self.auth_token:
@@ -85,6 +107,12 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "max_json_depth": ("DTMA_MAX_JSON_DEPTH",),
     "max_json_string": ("DTMA_MAX_JSON_STRING",),
     "max_json_array": ("DTMA_MAX_JSON_ARRAY",),
+    "allowed_capabilities": ("DTMA_ALLOWED_CAPABILITIES",),
+    "default_memory_mb": ("DTMA_DEFAULT_MEMORY_MB",),
+    "default_cpus": ("DTMA_DEFAULT_CPUS",),
+    "max_containers": ("DTMA_MAX_CONTAINERS",),
+    "max_streams_per_token": ("DTMA_MAX_STREAMS_PER_TOKEN",),
+    "header_timeout_s": ("DTMA_HEADER_TIMEOUT",),
 }
 INTEGERS = (
     "port",
@@ -94,9 +122,15 @@ INTEGERS = (
     "max_json_depth",
     "max_json_string",
     "max_json_array",
+    "default_memory_mb",
+    "max_containers",
+    "max_streams_per_token",
 )
+FLOATS = ("reconcile_interval_s", "heartbeat_interval_s", "default_cpus", "header_timeout_s")
+CAPABILITY = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
 # Past this depth pydantic cannot read the log's JSON back: see service/api/json_limits.py.
 MAX_JSON_DEPTH_CEILING = 128
+MIN_MEMORY_MB = 6  # Docker refuses a smaller memory limit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,18 +178,18 @@ def _build(raw: dict[str, str]) -> Settings:
     depth = values.get("max_json_depth")
     if isinstance(depth, int) and depth > MAX_JSON_DEPTH_CEILING:
         raise SettingsError(f"max_json_depth must be at most {MAX_JSON_DEPTH_CEILING}, got {depth}")
+    memory = values.get("default_memory_mb")
+    if isinstance(memory, int) and memory < MIN_MEMORY_MB:
+        raise SettingsError(f"default_memory_mb must be at least {MIN_MEMORY_MB}, got {memory}")
     if "database_url" in raw:
         values["database_url"] = normalize_database_url(raw["database_url"])
     if "owner_labels" in raw:
         values["owner_labels"] = parse_labels(raw["owner_labels"])
-    if "reconcile_interval_s" in raw:
-        values["reconcile_interval_s"] = _positive(
-            "reconcile_interval_s", raw["reconcile_interval_s"], float, "a number"
-        )
-    if "heartbeat_interval_s" in raw:
-        values["heartbeat_interval_s"] = _positive(
-            "heartbeat_interval_s", raw["heartbeat_interval_s"], float, "a number"
-        )
+    for name in FLOATS:
+        if name in raw:
+            values[name] = _positive(name, raw[name], float, "a number")
+    if "allowed_capabilities" in raw:
+        values["allowed_capabilities"] = parse_capabilities(raw["allowed_capabilities"])
     if "environment" in raw and not ENVIRONMENT_NAME.fullmatch(raw["environment"]):
         raise SettingsError(
             "environment must be 1 to 63 of A-Z a-z 0-9 _ . - (a letter or digit first), "
@@ -185,6 +219,20 @@ def _positive(name: str, text: str, parse: Callable[[str], N], noun: str) -> N:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
+
+
+def parse_capabilities(text: str) -> tuple[str, ...]:
+    """`NET_ADMIN,CAP_AUDIT_WRITE`: names as Docker takes them, `CAP_` optional. `ALL` and
+    `SYS_*` are refused: no setting lets a request add those."""
+    names = []
+    for item in filter(None, (part.strip().upper() for part in text.split(","))):
+        name = item.removeprefix("CAP_")
+        if not CAPABILITY.fullmatch(name):
+            raise SettingsError(f"allowed_capabilities: {item!r} is not a capability name")
+        if container_policy.never_granted(name):
+            raise SettingsError(f"allowed_capabilities: {name} can never be allowed")
+        names.append(name)
+    return tuple(names)
 
 
 def parse_labels(text: str) -> dict[str, str]:

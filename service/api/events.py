@@ -16,7 +16,8 @@ from service import errors
 from service.api import routes, schemas
 from service.api.routes import Param, Reply, Route
 from service.api.wire import MAX_INTEGER, query_int
-from service.keys import store_key
+from service.keys import store_key, streams_key
+from service.middlewares import actor_key
 
 MAX_PAGE = 1_000
 KEEPALIVE_S = 15.0
@@ -76,8 +77,16 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 async def serve_sse(
     request: web.Request, frame: Callable[[RecordedEvent], bytes | None]
 ) -> web.StreamResponse:
-    """Follow the log from the resume position, sending what `frame` makes of each event."""
+    """Follow the log from the resume position, sending what `frame` makes of each event,
+    while the caller's token has a stream slot free (else 429)."""
     after = resume_position(request)
+    with request.app[streams_key].held(request.get(actor_key, "anonymous")):
+        return await _follow(request, frame, after)
+
+
+async def _follow(
+    request: web.Request, frame: Callable[[RecordedEvent], bytes | None], after: int
+) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -120,6 +129,7 @@ LAST_EVENT_ID = Param(
     "a reconnecting EventSource's last position; wins over `after`",
 )
 SSE = "text/event-stream"
+STREAM_FAILURES = routes.failures(401, 422, 429, 503)
 
 ROUTES = (
     Route(
@@ -148,7 +158,7 @@ ROUTES = (
         "/events/stream",
         stream_events,
         "Server-Sent Events: every new event, `id:` = its position; resumable",
-        {200: Reply("an endless event stream", media_type=SSE), **routes.failures(401, 422, 503)},
+        {200: Reply("an endless event stream", media_type=SSE), **STREAM_FAILURES},
         params=(AFTER, STREAM, LAST_EVENT_ID),
         tag="events",
     ),

@@ -11,7 +11,7 @@ from aiohttp import web
 from eventstore.records import RecordedEvent
 from service import commands, errors, handlers, health_report
 from service.api import routes, schemas
-from service.api.events import AFTER, LAST_EVENT_ID, SSE, serve_sse
+from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.health_monitor import breaker_config
@@ -107,7 +107,7 @@ ROUTES = (
         "/health/stream",
         stream,
         "Server-Sent Events: each replica health change and circuit transition",
-        {200: Reply("an endless event stream", media_type=SSE), **routes.failures(401, 422, 503)},
+        {200: Reply("an endless event stream", media_type=SSE), **STREAM_FAILURES},
         params=(AFTER, LAST_EVENT_ID),
         tag="health",
     ),

@@ -78,6 +78,7 @@ ERROR_TEXT = {
     409: "a conflict: a concurrent change, an id in use, an Idempotency-Key reused",
     413: "the body is larger than 1 MiB (`payload_too_large`)",
     422: "the request is not valid (`validation_failed`; `details` names each field)",
+    429: "too many event streams open for this token (`too_many_streams`)",
     502: "Docker refused to act",
     503: "the event store or Docker is unreachable",
     504: "not done in time (`timeout`)",

@@ -249,3 +249,30 @@ def test_refuses_a_json_depth_the_log_could_not_read_back_or_that_is_not_positiv
 ) -> None:
     with pytest.raises(SettingsError, match="max_json_depth"):
         load_settings([], {"DTMA_MAX_JSON_DEPTH": depth})
+
+
+def test_container_safety_settings_come_from_the_environment() -> None:
+    settings = load_settings(
+        [],
+        {
+            "DTMA_ALLOWED_CAPABILITIES": "net_admin, CAP_AUDIT_WRITE",
+            "DTMA_DEFAULT_MEMORY_MB": "256",
+            "DTMA_DEFAULT_CPUS": "0.5",
+            "DTMA_MAX_CONTAINERS": "40",
+        },
+    )
+    policy = settings.policy()
+
+    assert policy.refused_capabilities(["NET_ADMIN", "AUDIT_WRITE", "CHOWN", "MKNOD"]) == ["MKNOD"]
+    assert (policy.default_memory_mb, policy.default_cpus, policy.max_containers) == (256, 0.5, 40)
+
+
+@pytest.mark.parametrize("names", ["ALL", "SYS_ADMIN", "CHOWN,cap_sys_module", "NOT A NAME"])
+def test_no_setting_allows_all_or_sys_capabilities(names: str) -> None:
+    with pytest.raises(SettingsError, match="allowed_capabilities"):
+        load_settings([], {"DTMA_ALLOWED_CAPABILITIES": names})
+
+
+def test_a_default_memory_limit_docker_would_refuse_is_refused() -> None:
+    with pytest.raises(SettingsError, match="default_memory_mb"):
+        load_settings([], {"DTMA_DEFAULT_MEMORY_MB": "5"})
