@@ -119,7 +119,7 @@ async def test_a_name_docker_refuses_names_the_tool_not_the_container(
         "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
     }
     details = await inspect_raw("container", created["data"]["container_id"])
-    assert " " not in details["Name"] and details["Name"].startswith("/dtma-legacy-tool-my-tool-1-")
+    assert " " not in details["Name"] and details["Name"].startswith("/dtma_legacy_tool-my-tool-1-")
     assert details["Config"]["Labels"]["dtma.tool.name"] == name
     assert "ROLE=legacy" in details["Config"]["Env"]
     bindings = details["HostConfig"]["PortBindings"]["8000/tcp"]
