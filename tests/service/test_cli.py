@@ -78,24 +78,28 @@ def dtma(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., Awaitable[Fin
     """Runs `dtma <args>` to completion; keyword arguments are extra environment variables."""
 
     async def run(*args: str, **extra_env: str) -> Finished:
-        process = await asyncio.create_subprocess_exec(
-            str(DTMA),
-            *args,
-            env={**cli_env, **extra_env},
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-        assert process.returncode is not None
-        return Finished(process.returncode, out.decode(), err.decode())
+        return await run_command(str(DTMA), *args, env={**cli_env, **extra_env}, cwd=tmp_path)
 
     return run
+
+
+async def run_command(*command: str, env: dict[str, str], cwd: Path) -> Finished:
+    """Runs `command` to completion (killed past COMMAND_TIMEOUT_S), its output captured."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture

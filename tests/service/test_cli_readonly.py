@@ -25,6 +25,7 @@ import migrations
 from eventstore.records import NewEvent
 from eventstore.store import create_engine
 from tests.service.test_cli import COMMAND_TIMEOUT_S, DTMA, Finished, head_revision
+from tests.service.test_cli import run_command as run
 from tests.support.databases import open_migrated_store, postgres_required
 from tests.support.ports import free_port
 
@@ -41,24 +42,6 @@ def sealed_prefix() -> tuple[str, ...]:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root, and setpriv (util-linux) is missing to drop DAC override")
     return SEALED
-
-
-async def run(*command: str, env: dict[str, str], cwd: Path) -> Finished:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Finished(process.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture
