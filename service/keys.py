@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.reconciler import Reconciler
 from service.rendered import RenderedAt
 from service.settings import Settings
+from service.token_store import TokenTable
 
 if TYPE_CHECKING:
     from service.api.routes import Route
@@ -38,4 +39,7 @@ statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/statu
 # Every route with its description, as the route modules register them: the OpenAPI document's
 # source. (Route is imported for the annotation only: service.api.routes imports this module.)
 routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
-openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
+openapi_key = web.AppKey("dtma.openapi", bytes)
+# (method, path template) -> the role a token needs there, None for a public route.
+roles_key: web.AppKey[dict[tuple[str, str], str | None]] = web.AppKey("dtma.roles")
+tokens_key = web.AppKey("dtma.tokens", TokenTable)  # the document, built once at startup

@@ -23,6 +23,6 @@ async def test_a_fresh_database_migrated_to_head_matches_the_metadata(database_u
 
         async with engine.connect() as connection:
             assert await connection.run_sync(differences) == []
-        assert await migrations.current_revision(engine) == "0003"
+        assert await migrations.current_revision(engine) == "0004"
     finally:
         await engine.dispose()

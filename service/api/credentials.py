@@ -82,6 +82,7 @@ ROUTES = (
         body=commands.InjectCredentials,
         params=routes.COMMAND_HEADERS,
         tag="credentials",
+        role="admin",
     ),
     Route(
         "PUT",
@@ -95,6 +96,7 @@ ROUTES = (
         body=commands.RotateCredentials,
         params=routes.COMMAND_HEADERS,
         tag="credentials",
+        role="admin",
     ),
     Route(
         "GET",
@@ -127,6 +129,7 @@ ROUTES = (
         },
         params=(routes.path_id("the MCP server's id"), *routes.COMMAND_HEADERS),
         tag="credentials",
+        role="admin",
     ),
 )
 
