@@ -167,3 +167,50 @@ async def test_the_openapi_document_names_each_routes_role(client: Client) -> No
     assert paths["/credentials/inject"]["post"]["x-dtma-role"] == "admin"
     assert "403" in paths["/credentials/inject"]["post"]["responses"]
     assert "x-dtma-role" not in paths["/healthz"]["get"]
+
+
+async def deploy_as(client: Client, role: str, server: dict[str, Any]) -> int:
+    body = {"groupId": "leaky", "mcpServers": [{"id": "leaky", "replicas": 0, **server}]}
+    response = await client.post("/mcp-servers/deploy", json=body, headers=bearer(SECRETS[role]))
+    return response.status
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": "example.test/other:2"},
+        {"command": ["sh", "-c", "cat /run/secrets/*"]},
+        {"initContainers": [{"image": "example.test/init:1"}]},
+    ],
+)
+async def test_only_admin_changes_the_code_of_a_server_holding_credentials(
+    roles_client: Client, change: dict[str, Any]
+) -> None:
+    server = {"image": "example.test/mcp:1"}
+    assert await deploy_as(roles_client, "operator", server) == 202
+    assert await deploy_as(roles_client, "operator", {**server, **change}) == 202  # no secrets yet
+    assert await deploy_as(roles_client, "operator", server) == 202
+    injected = await roles_client.post(
+        "/credentials/inject",
+        json={
+            "mcpServerId": "leaky",
+            "agentId": "agent-7",
+            "credentials": {"apiKeys": [{"name": "KEY", "value": "v", "mode": "env"}]},
+        },
+        headers=bearer(SECRETS["admin"]),
+    )
+    assert injected.status == 202, await injected.text()
+
+    refused = await roles_client.post(
+        "/mcp-servers/deploy",
+        json={
+            "groupId": "leaky",
+            "mcpServers": [{"id": "leaky", "replicas": 0, **server, **change}],
+        },
+        headers=bearer(SECRETS["operator"]),
+    )
+
+    error = await error_of(refused, 403)
+    assert "admin" in error["message"] and error["details"][0]["needed"] == "admin"
+    assert await deploy_as(roles_client, "operator", {**server, "env": {"A": "1"}}) == 202
+    assert await deploy_as(roles_client, "admin", {**server, **change}) == 202
