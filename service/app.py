@@ -54,6 +54,7 @@ from service.listener import DockerListener
 from service.metrics import Metrics
 from service.middlewares import auth_middleware, error_middleware
 from service.oauth import Refresher
+from service.outbound import OutboundPolicy
 from service.reconciler import Reconciler
 from service.rendered import RenderedAt
 from service.settings import Settings, SettingsError
@@ -147,7 +148,12 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     )
     monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
     monitor.probe_observers.append(app[metrics_key].probed)
-    refresher = Refresher(app[context_key], app[ring_key], app.get(backend_key))
+    refresher = Refresher(
+        app[context_key],
+        app[ring_key],
+        app.get(backend_key),
+        OutboundPolicy(settings.outbound_allow),
+    )
     injector = CredentialInjector(
         app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
     )
