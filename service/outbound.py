@@ -52,7 +52,11 @@ class OutboundPolicy:
         return False
 
     def check_url(self, url: str) -> None:
-        parsed = URL(url)
+        try:
+            parsed = URL(url)
+            parsed.port  # noqa: B018 - yarl checks the port only when asked
+        except ValueError:
+            raise OutboundRefusedError("not a valid URL") from None
         host = (parsed.raw_host or "").lower().rstrip(".")
         if not host:
             raise OutboundRefusedError("the URL names no host")

@@ -42,6 +42,8 @@ Client: TypeAlias = TestClient[web.Request, web.Application]
         "https://localhost/",
         "https://api.localhost/",
         "https://metadata.google.internal/computeMetadata/v1/",
+        "https://[::1",  # not a URL at all
+        "https://example.com:99999/",
     ],
 )
 def test_refuses_plain_http_and_every_non_global_address(url: str) -> None:
