@@ -103,3 +103,15 @@ identities = Table(
     Column("value", String(64), nullable=False),
     Column("created_at", String(32), nullable=False),
 )
+
+# API tokens of the HTTP service, by name: only each token's SHA-256 is kept (tokens are random
+# and long, so a fast hash suffices). Mutable on purpose: a revoked token's row is deleted.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("agent_id", String(200), nullable=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+)

@@ -21,7 +21,7 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import audit, heartbeat, instance, legacy, metrics, status, system_metrics
+from service import audit, heartbeat, instance, legacy, metrics, status, system_metrics, tokens
 from service.api import audit as audit_api
 from service.api import config as config_api
 from service.api import credentials as credentials_api
@@ -29,6 +29,7 @@ from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
 from service.api import openapi as openapi_api
+from service.api import routes
 from service.api import servers as servers_api
 from service.api import system as system_api
 from service.api import tools as tools_api
@@ -53,15 +54,18 @@ from service.keys import (
     statuses_key,
     store_key,
     streams_key,
+    tokens_key,
 )
 from service.listener import DockerListener
 from service.metrics import Metrics
 from service.middlewares import auth_middleware, error_middleware
 from service.oauth import Refresher
+from service.outbound import OutboundPolicy
 from service.reconciler import Reconciler
 from service.rendered import RenderedAt
 from service.settings import Settings, SettingsError
 from service.status import ReadModels
+from service.token_store import TokenTable
 
 
 async def open_store(settings: Settings) -> EventStore:
@@ -186,7 +190,12 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     )
     monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
     monitor.probe_observers.append(app[metrics_key].probed)
-    refresher = Refresher(app[context_key], app[ring_key], app.get(backend_key))
+    refresher = Refresher(
+        app[context_key],
+        app[ring_key],
+        app.get(backend_key),
+        OutboundPolicy(settings.outbound_allow),
+    )
     injector = CredentialInjector(
         app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
     )
@@ -216,15 +225,35 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def tokens_context(configured: list[tokens.Token]) -> Any:
+    """The table of tokens the auth middleware checks; no token at all refuses to start."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        table = TokenTable(configured, app[store_key].engine)
+        await table.refresh()
+        if not len(table):
+            raise SettingsError(NO_TOKEN)
+        app[tokens_key] = table
+        yield
+
+    return context
+
+
+NO_TOKEN = (
+    "no API token: set DTMA_AUTH_TOKEN (env, or a DTMA_AUTH_TOKEN= line in /etc/dtma.conf), "
+    "list tokens in DTMA_TOKENS_FILE, or add one with `dtma token add NAME --role admin`"
+)
+
+
 def create_app(settings: Settings) -> web.Application:
-    token = settings.require_auth_token()
+    configured = tokens.configured(settings)
     measured = Metrics()
     app = web.Application(
         middlewares=[
             metrics.middleware(measured),  # outermost: it sees every answer as sent
             error_middleware,
             tools_api.legacy_envelope,
-            auth_middleware(token),
+            auth_middleware(routes.required_role, lambda request: request.app[tokens_key]),
         ],
         client_max_size=settings.max_body_bytes,
     )
@@ -235,6 +264,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             store_context,
+            tokens_context(configured),
             ring_context,
             runner_context,
             audit.checkpoint_context,

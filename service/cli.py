@@ -25,7 +25,7 @@ from eventstore.records import RecordedEvent, format_time
 from eventstore.store import create_engine
 from projections import ALL, events
 from projections.runner import FoldError, FoldSet, ProjectionRunner, fold_log
-from service import audit_cli, logs, skip_cli, terminal
+from service import audit_cli, logs, skip_cli, terminal, token_cli
 from service.api.events import event_json
 from service.app import create_app, open_reader, open_store
 from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "skip", parents=[common], help="pass over an event that this release cannot read"
     )
     skip_cli.add_arguments(skip)
+    token = commands.add_parser("token", help="API tokens and their roles")
+    token_cli.add_arguments(token, common)
     return parser
 
 
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "audit": lambda: audit_cli.run(settings, args),
         "keys": lambda: rotate_keys(settings),
         "skip": lambda: skip_cli.run(settings, args),
+        "token": lambda: token_cli.run(settings, args),
     }
     result: int = asyncio.run(coroutines[args.command]())
     return result

@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.reconciler import Reconciler
 from service.rendered import RenderedAt
 from service.settings import Settings
+from service.token_store import TokenTable
 
 if TYPE_CHECKING:
     from service.api.routes import Route
@@ -42,3 +43,6 @@ statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/statu
 routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
 streams_key: web.AppKey[StreamSlots] = web.AppKey("dtma.streams")  # open SSE streams per token
+# (method, path template) -> the role a token needs there, None for a public route.
+roles_key: web.AppKey[dict[tuple[str, str], str | None]] = web.AppKey("dtma.roles")
+tokens_key = web.AppKey("dtma.tokens", TokenTable)  # the named tokens and their roles

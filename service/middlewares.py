@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +11,13 @@ from pydantic import ValidationError
 
 from eventstore import errors as store_errors
 from projections import runner
-from service import errors
+from service import errors, token_store, tokens
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/health")}
 # Who the bearer token says the caller is: the actor of the events its commands append.
 actor_key = web.RequestKey("dtma.actor", str)
+role_key = web.RequestKey("dtma.role", str)  # and what it may do
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -156,27 +154,38 @@ async def error_middleware(
         return error_response(error)
 
 
-def auth_middleware(token: str) -> Callable[..., Any]:
-    """Every route but the public ones needs `Authorization: Bearer <token>` (constant time)."""
-    expected = f"Bearer {token}".encode()
-    identity = token_identity(token)
+def auth_middleware(
+    role_needed: Callable[[web.Request], str | None],
+    token_table: Callable[[web.Request], token_store.TokenTable],
+) -> Callable[..., Any]:
+    """Every route but the public ones needs `Authorization: Bearer <token>` of a token whose
+    role may call it: 401 without one, 403 `forbidden` naming the role needed."""
 
     @web.middleware
     async def authenticate(
         request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
-        if (request.method, request.path) not in PUBLIC_ROUTES:
-            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-            if not hmac.compare_digest(given, expected):
-                raise errors.UnauthorizedError("a valid bearer token is required")
-            request[actor_key] = identity
+        needed = role_needed(request)
+        if needed is not None:
+            token = await _identify(request, token_table(request))
+            if not tokens.allows(token.role, needed):
+                raise errors.ForbiddenError(
+                    f"this needs a token of role {needed} or above; {token.name!r} is {token.role}",
+                    details=[{"needed": needed, "role": token.role}],
+                )
+            request[actor_key] = token.actor
+            request[role_key] = token.role
         response: web.StreamResponse = await handler(request)
         return response
 
     return authenticate
 
 
-def token_identity(token: str) -> str:
-    """Names a bearer token in the log without revealing it: `token:` and the first 8 hex
-    digits of its SHA-256."""
-    return "token:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+async def _identify(request: web.Request, table: token_store.TokenTable) -> tokens.Token:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    token = None
+    if scheme.lower() == "bearer" and given:
+        token = await table.identify(tokens.digest(given))
+    if token is None:
+        raise errors.UnauthorizedError("a valid bearer token is required")
+    return token

@@ -18,7 +18,7 @@ from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
 from projections import credentials, events, groups, health
 from service import credential_values as values
-from service import errors
+from service import errors, outbound
 from service.backend import BackendClient
 from service.credentials import fetched, record_version
 from service.handlers import CommandContext, CommandMeta
@@ -31,6 +31,7 @@ FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
 TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=15)
 OAUTH_ERROR = re.compile(r"^[a-z_]{1,40}$")
+STRICT = outbound.OutboundPolicy()  # no host allowed past the checks
 
 
 class TokenRequestError(Exception):
@@ -58,19 +59,25 @@ def token_form(grant: values.PlainGrant) -> dict[str, str]:
 
 
 async def request_token(
-    session: aiohttp.ClientSession, grant: values.PlainGrant
+    session: aiohttp.ClientSession, grant: values.PlainGrant, policy: outbound.OutboundPolicy
 ) -> tuple[bytes, float | None, bytes | None]:
-    """(access token, seconds it lasts, a rotated refresh token) from the token endpoint."""
+    """(access token, seconds it lasts, a rotated refresh token) from the token endpoint. An
+    endpoint the policy refuses is never asked: what answers there is no one's to learn."""
+    try:
+        policy.check_url(grant.token_endpoint)
+    except outbound.OutboundRefusedError as exc:
+        raise TokenRequestError(f"token endpoint refused: {exc}") from None
     try:
         async with session.post(
             grant.token_endpoint,
             data=token_form(grant),
             headers={"Accept": "application/json"},
             timeout=TOKEN_TIMEOUT,
+            allow_redirects=False,
         ) as response:
-            body: Any = await response.json(content_type=None) if response.status < 500 else None
+            body = await _json(response) if response.status < 500 else None
             status = response.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise TokenRequestError(f"token endpoint unreachable ({type(exc).__name__})") from None
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
         code = body.get("error") if isinstance(body, dict) else None
@@ -85,17 +92,30 @@ async def request_token(
     )
 
 
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    """The body as JSON, or None if it is not (a redirect's text, say)."""
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        return None
+
+
 class Refresher:
     def __init__(
-        self, ctx: CommandContext, ring: KeyRing, backend: BackendClient | None = None
+        self,
+        ctx: CommandContext,
+        ring: KeyRing,
+        backend: BackendClient | None = None,
+        policy: outbound.OutboundPolicy = STRICT,
     ) -> None:
         self._ctx = ctx
         self._ring = ring
         self._backend = backend
+        self._policy = policy
         self._retry: dict[tuple[str, str], tuple[float, float]] = {}  # -> (when, delay)
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession() as session:
+        async with outbound.session(self._policy) as session:
             while True:
                 try:
                     await self.refresh_once(session)
@@ -139,7 +159,7 @@ class Refresher:
         plain = await values.unseal(self._ring, version)
         grant = next(g for g in plain.grants if g.provider == provider)
         try:
-            token, lasts, rotated = await request_token(session, grant)
+            token, lasts, rotated = await request_token(session, grant, self._policy)
         except TokenRequestError as exc:
             self._back_off(server_id, provider, now)
             failed = events.OAuthRefreshFailed(

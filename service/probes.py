@@ -95,10 +95,10 @@ async def probe_mcp(
 
 
 async def probe_http(session: aiohttp.ClientSession, url: str, timeout_s: float) -> ProbeResult:
-    """A GET that must answer 2xx."""
+    """A GET that must answer 2xx itself: a redirect is not followed, and fails."""
 
     async def get() -> ProbeResult:
-        async with session.get(url) as response:
+        async with session.get(url, allow_redirects=False) as response:
             return _status_result(response.status)
 
     return await _bounded(get, timeout_s)

@@ -1,5 +1,6 @@
 """Settings: flags, then environment, then /etc/dtma.conf, then defaults. The only reader of
-os.environ is the CLI, which hands the environment to `load_settings`."""
+os.environ is the CLI, which hands the environment to `load_settings`. Tokens have no flag:
+argv shows in `ps`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    auth_token: str | None = None
+    auth_token: str | None = None  # an admin token (service/tokens.py)
+    tokens_file: str | None = None  # NAME ROLE TOKEN lines, readable by its owner only
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 30000
@@ -65,6 +67,9 @@ class Settings:
     max_streams_per_token: int = 8
     # How long a connection may take to send a whole request head, and may then stay idle.
     header_timeout_s: float = 15.0
+    # Hosts (names, addresses or CIDR blocks) outbound requests may reach although they are
+    # loopback, link-local or private, or over plain http: service/outbound.py.
+    outbound_allow: tuple[str, ...] = ()
 
     def policy(self) -> container_policy.ContainerPolicy:
         return container_policy.ContainerPolicy(
@@ -75,18 +80,11 @@ class Settings:
             max_containers=self.max_containers,
         )
 
-    def require_auth_token(self) -> str:
-        if not self.auth_token:
-            raise SettingsError(
-                "DTMA_AUTH_TOKEN is required (flag --auth-token, env DTMA_AUTH_TOKEN or "
-                "BACKEND_TO_DTMA_API_KEY, or a DTMA_AUTH_TOKEN= line in /etc/dtma.conf)"
-            )
-        return self.auth_token
-
 
 # flag name -> environment variables, first found wins
 SOURCES: dict[str, tuple[str, ...]] = {
     "auth_token": ("DTMA_AUTH_TOKEN", "BACKEND_TO_DTMA_API_KEY"),
+    "tokens_file": ("DTMA_TOKENS_FILE",),
     "database_url": ("DTMA_DATABASE_URL",),
     "host": ("DTMA_HOST",),
     "port": ("DTMA_PORT", "PORT"),
@@ -113,7 +111,9 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "max_containers": ("DTMA_MAX_CONTAINERS",),
     "max_streams_per_token": ("DTMA_MAX_STREAMS_PER_TOKEN",),
     "header_timeout_s": ("DTMA_HEADER_TIMEOUT",),
+    "outbound_allow": ("DTMA_OUTBOUND_ALLOW",),
 }
+NO_FLAG = ("auth_token",)  # a secret: the environment, /etc/dtma.conf or DTMA_TOKENS_FILE only
 INTEGERS = (
     "port",
     "snapshot_every",
@@ -135,7 +135,7 @@ MIN_MEMORY_MB = 6  # Docker refuses a smaller memory limit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings flags, shared by every subcommand."""
-    for name in SOURCES:
+    for name in (n for n in SOURCES if n not in NO_FLAG):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
 
 
@@ -160,7 +160,7 @@ def load_settings(
     conf = parse_conf(conf_text or "")
     raw: dict[str, str] = {}
     for name, variables in SOURCES.items():
-        value = getattr(flags, name)
+        value = getattr(flags, name, None)
         if value is None:
             value = next((environ[v] for v in variables if environ.get(v)), None)
         if value is None and name == "auth_token":
@@ -194,6 +194,10 @@ def _build(raw: dict[str, str]) -> Settings:
         raise SettingsError(
             "environment must be 1 to 63 of A-Z a-z 0-9 _ . - (a letter or digit first), "
             f"got {raw['environment']!r}"
+        )
+    if "outbound_allow" in raw:
+        values["outbound_allow"] = tuple(
+            filter(None, (h.strip().lower() for h in raw["outbound_allow"].split(",")))
         )
     if "access_log" in raw:
         values["access_log"] = _flag("access_log", raw["access_log"])

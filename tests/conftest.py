@@ -21,7 +21,7 @@ from tests.support.mcp_image import ensure_mcp_image
 
 pytest_plugins = ["tests.support.watchdog"]
 
-TOKEN = "test-token-" + secrets.token_hex(8)
+TOKEN = "test-token-" + secrets.token_hex(16)  # 43 characters: tokens under 32 are refused
 
 
 def isolating_labels() -> dict[str, str]:

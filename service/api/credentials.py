@@ -11,18 +11,19 @@ from aiohttp import web
 
 from projections import containers
 from projections import credentials as read_model
-from service import commands, credentials, handlers
+from service import commands, credentials, errors, handlers, outbound
 from service.api import routes, schemas
 from service.api.routes import Route
 from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.keys import backend_key, context_key, ring_key, runner_key
+from service.keys import backend_key, context_key, ring_key, runner_key, settings_key
 
 ACCEPTED = 202
 
 
 async def inject(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.InjectCredentials)
+    refuse_unreachable(request, command.credentials)
     ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.inject(request.app[context_key], ring, command, meta, backend)
@@ -31,10 +32,25 @@ async def inject(request: web.Request) -> web.Response:
 
 async def rotate(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.RotateCredentials)
+    refuse_unreachable(request, command.credentials)
     ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.rotate(request.app[context_key], ring, command, meta, backend)
     return web.json_response(answer, status=ACCEPTED)
+
+
+def refuse_unreachable(request: web.Request, spec: commands.CredentialsSpec | None) -> None:
+    """422 for a token endpoint the refresher would refuse to ask (service/outbound.py)."""
+    policy = outbound.OutboundPolicy(request.app[settings_key].outbound_allow)
+    for n, provider in enumerate(spec.oauth_providers if spec is not None else ()):
+        try:
+            policy.check_url(provider.token_endpoint)
+        except outbound.OutboundRefusedError as exc:
+            field = f"credentials.oauthProviders.{n}.tokenEndpoint"
+            raise errors.ValidationFailedError(
+                "a tokenEndpoint may not be reached",
+                details=[{"field": field, "message": str(exc)}],
+            ) from None
 
 
 async def keyed_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
@@ -82,6 +98,7 @@ ROUTES = (
         body=commands.InjectCredentials,
         params=routes.COMMAND_HEADERS,
         tag="credentials",
+        role="admin",
     ),
     Route(
         "PUT",
@@ -95,6 +112,7 @@ ROUTES = (
         body=commands.RotateCredentials,
         params=routes.COMMAND_HEADERS,
         tag="credentials",
+        role="admin",
     ),
     Route(
         "GET",
@@ -127,6 +145,7 @@ ROUTES = (
         },
         params=(routes.path_id("the MCP server's id"), *routes.COMMAND_HEADERS),
         tag="credentials",
+        role="admin",
     ),
 )
 

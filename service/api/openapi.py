@@ -21,7 +21,8 @@ BEARER = "bearer"
 Refs = Mapping[tuple[Any, JsonSchemaMode], Any]
 DESCRIPTION = (
     "DTMA runs MCP servers as Docker containers and keeps every change in an event log. "
-    "Every route but GET /healthz and GET /health needs `Authorization: Bearer <token>`."
+    "Every route but GET and HEAD of /healthz and /health needs `Authorization: Bearer <token>` "
+    "of a token whose role (`x-dtma-role`) is enough: admin > operator > reader > metrics."
 )
 
 
@@ -63,14 +64,25 @@ def operation(route: Route, refs: Refs) -> dict[str, Any]:
         "summary": route.summary,
         "tags": [route.tag] if route.tag else [],
         "parameters": [parameter(p) for p in route.params],
-        "responses": {str(s): reply(r, refs) for s, r in sorted(route.replies.items())},
+        "responses": {str(s): reply(r, refs) for s, r in sorted(replies(route).items())},
     }
     if route.body is not None:
         schema = refs[(route.body, "validation")]
         found["requestBody"] = {"required": True, "content": {routes.JSON: {"schema": schema}}}
     if route.public:
         found["security"] = []
+    else:
+        found["x-dtma-role"] = route.needs
+        found["description"] = f"Needs a token of role `{route.needs}` or above."
     return found
+
+
+def replies(route: Route) -> Mapping[int, Reply]:
+    """The route's answers, and a 403 shaped like its 401 for a route that needs a role."""
+    unauthorized = route.replies.get(401)
+    if route.public or unauthorized is None or 403 in route.replies:
+        return route.replies
+    return {**route.replies, 403: Reply(routes.ERROR_TEXT[403], unauthorized.model)}
 
 
 def parameter(param: Param) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from service import commands
 from service.api import schemas
 from service.api.wire import MAX_INTEGER
-from service.keys import routes_key
+from service.keys import roles_key, routes_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = "application/json"
@@ -53,6 +53,15 @@ class Route:
     params: tuple[Param, ...] = ()
     tag: str = ""
     public: bool = False  # needs no bearer token
+    role: str | None = None  # the least role a token needs; by default by its method
+
+    @property
+    def needs(self) -> str | None:
+        """The role a caller needs: none if public, else `role`, else reader for a GET and
+        operator for a command."""
+        if self.public:
+            return None
+        return self.role or ("reader" if self.method == "GET" else "operator")
 
 
 def register(app: web.Application, routes: tuple[Route, ...]) -> None:
@@ -63,6 +72,20 @@ def register(app: web.Application, routes: tuple[Route, ...]) -> None:
         else:
             app.router.add_route(route.method, route.path, route.handler)
     app.setdefault(routes_key, []).extend(routes)
+    roles = app.setdefault(roles_key, {})
+    for route in routes:
+        roles[(route.method, route.path)] = route.needs
+
+
+def required_role(request: web.Request) -> str | None:
+    """The role `request`'s route needs (a HEAD as its GET); for no route (404, 405) the least,
+    so that only a caller with some token learns what is not there; admin for a route added
+    to the router but not described."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "metrics"
+    method = "GET" if request.method == "HEAD" else request.method
+    return request.config_dict.get(roles_key, {}).get((method, resource.canonical), "admin")
 
 
 def table(app: web.Application) -> list[Route]:
@@ -74,6 +97,7 @@ def table(app: web.Application) -> list[Route]:
 ERROR_TEXT = {
     400: "the body is missing or not JSON (`malformed_json`)",
     401: "no valid bearer token (`unauthorized`)",
+    403: "the token's role is too small (`forbidden`; the message names the role needed)",
     404: "no such resource (`not_found`)",
     409: "a conflict: a concurrent change, an id in use, an Idempotency-Key reused",
     413: "the body is larger than 1 MiB (`payload_too_large`)",

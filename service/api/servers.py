@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from service import commands, errors, handlers, status
-from service.api import routes, schemas
+from service.api import deploy_guard, routes, schemas
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.keys import context_key, runner_key, statuses_key
@@ -21,6 +21,7 @@ MAX_WAIT_MS = 600_000
 async def deploy(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.DeployGroup)
     wait_ms = wait_requested(request)
+    await deploy_guard.require_admin_to_change_code(request, command)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     if wait_ms is None:
         return web.json_response(answer, status=ACCEPTED)

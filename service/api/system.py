@@ -51,6 +51,7 @@ ROUTES = (
             **routes.failures(401, 503),
         },
         tag="meta",
+        role="metrics",
     ),
     Route(
         "GET",

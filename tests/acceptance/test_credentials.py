@@ -7,7 +7,7 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -461,8 +461,24 @@ async def token_endpoint(aiohttp_server: Callable[..., Any]) -> dict[str, Any]:
     return state
 
 
+@pytest.fixture
+async def oauth_service(
+    aiohttp_client: Callable[..., Any],
+    service_settings: Callable[..., Settings],
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+) -> AsyncIterator[Any]:
+    """The service, allowed to reach the stand-in token endpoint on loopback."""
+    client = await aiohttp_client(create_app(service_settings(outbound_allow=("127.0.0.1",))))
+    try:
+        yield client
+    finally:
+        await client.close()
+        await sweep(docker, owner_labels)
+
+
 async def test_oauth_tokens_are_obtained_refreshed_before_expiry_and_failures_reported(
-    service: Any,
+    oauth_service: Any,
     mcp_image: str,
     docker: DockerAdapter,
     owner_labels: dict[str, str],
@@ -470,7 +486,7 @@ async def test_oauth_tokens_are_obtained_refreshed_before_expiry_and_failures_re
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recorder = Recorder(service)
+    recorder = Recorder(oauth_service)
     await deploy(recorder, "oauthy", mcp_image, replicas=1)
     client_secret, refresh_token = secret_value(), secret_value()
     provider = {

@@ -1,6 +1,7 @@
 """schemathesis against `dtma serve` on a real port, a SQLite file and the real Docker engine:
 for every documented operation but the endless SSE streams, no answer is a 5xx and every answer's
-status, content type and body are as /openapi.json says.
+status, content type and body are as /openapi.json says: with the admin token, and again (fewer
+cases) with a token of each other role, whose refusals must be the documented 403.
 
 The cases come from the document the service's route table generates, made here at collection
 (schemathesis' lazy `from_fixture` does not run on pytest 9.2); the first test checks that it is
@@ -10,6 +11,7 @@ the very document the running service serves.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,6 +49,10 @@ GROUPS = ("st-a", "st-b")
 MAX_WAIT_MS = 1_000  # `?wait=true&timeout=`: a random deploy need not be waited on for long
 REQUEST_TIMEOUT_S = 30
 VERSION = "under-test"
+# A token of every role but admin (DTMA_AUTH_TOKEN), listed in the service's DTMA_TOKENS_FILE.
+ROLE_TOKENS = {
+    role: f"{role}-{secrets.token_hex(16)}" for role in ("operator", "reader", "metrics", "agent")
+}
 
 
 def generated_document() -> dict[str, Any]:
@@ -69,7 +75,17 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     """One service for the module's cases; whatever they made in Docker is swept after."""
     workdir, labels = tmp_path_factory.mktemp("schemathesis"), isolating_labels()
     docker = await open_docker_or_skip()
-    service = Service(f"sqlite:///{workdir / 'dtma.db'}", workdir, labels)
+    tokens = workdir / "tokens"
+    tokens.write_text(
+        "".join(
+            f"{role}-token {role} {token}{' agent-1' if role == 'agent' else ''}\n"
+            for role, token in ROLE_TOKENS.items()
+        )
+    )
+    tokens.chmod(0o600)
+    service = Service(
+        f"sqlite:///{workdir / 'dtma.db'}", workdir, labels, DTMA_TOKENS_FILE=str(tokens)
+    )
     try:
         async with aiohttp.ClientSession(headers=AUTH) as http:
             await service.start(http)
@@ -97,6 +113,21 @@ def test_no_answer_is_a_server_error_and_every_answer_is_as_documented(
     contained(case)
     case.call_and_validate(
         base_url=served.url, headers=AUTH, checks=CHECKS, timeout=REQUEST_TIMEOUT_S
+    )
+
+
+@schema.parametrize()
+@pytest.mark.parametrize("role", list(ROLE_TOKENS))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_role_gets_no_server_error_and_only_documented_answers(
+    case: schemathesis.Case, served: Service, role: str
+) -> None:
+    contained(case)
+    case.call_and_validate(
+        base_url=served.url,
+        headers={"Authorization": f"Bearer {ROLE_TOKENS[role]}"},
+        checks=CHECKS,
+        timeout=REQUEST_TIMEOUT_S,
     )
 
 

@@ -13,7 +13,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.docker import DockerAdapter
-from service.middlewares import token_identity
 from tests.conftest import AUTH, TOKEN
 from tests.support.waiting import wait_until
 
@@ -60,7 +59,7 @@ async def test_every_event_of_a_deploy_names_actor_correlation_and_cause(
 
     events = await wait_until(judged, 30.0)
     by_position = {e["position"]: e for e in events}
-    caller = token_identity(TOKEN)
+    caller = "token:DTMA_AUTH_TOKEN"
 
     for event in events:
         meta = event["metadata"]

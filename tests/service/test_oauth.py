@@ -11,8 +11,10 @@ from aiohttp import web
 
 from service import credential_values as values
 from service.oauth import TokenRequestError, due, request_token, token_form
+from service.outbound import OutboundPolicy
 
 ISSUED = "2026-01-01T00:00:00.000000Z"
+LOCAL = OutboundPolicy(("127.0.0.1",))  # the stand-in endpoints listen on loopback
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,7 @@ async def test_a_token_and_its_rotated_refresh_token(aiohttp_server: Callable[..
     answer = {"access_token": "at", "expires_in": 3600, "refresh_token": "rt2"}
     target = await endpoint(aiohttp_server, 200, answer)
     async with aiohttp.ClientSession() as session:
-        assert await request_token(session, target) == (b"at", 3600.0, b"rt2")
+        assert await request_token(session, target, LOCAL) == (b"at", 3600.0, b"rt2")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,7 @@ async def test_failures_name_the_status_and_oauth_error_code_only(
     target = await endpoint(aiohttp_server, status, body)
     async with aiohttp.ClientSession() as session:
         with pytest.raises(TokenRequestError) as raised:
-            await request_token(session, target)
+            await request_token(session, target, LOCAL)
     assert str(raised.value) == f"token endpoint answered {message}"
 
 
@@ -93,4 +95,50 @@ async def test_an_unreachable_endpoint_is_a_token_request_error(unused_tcp_port:
     target = values.PlainGrant("gh", "c", (), f"http://127.0.0.1:{unused_tcp_port}/t", b"s")
     async with aiohttp.ClientSession() as session:
         with pytest.raises(TokenRequestError, match="unreachable"):
-            await request_token(session, target)
+            await request_token(session, target, LOCAL)
+
+
+async def test_a_loopback_endpoint_is_never_asked_unless_allowed(
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    """Else the log's failure reasons would say what answers on the service's own ports."""
+    asked: list[str] = []
+
+    async def metrics(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(text="dtma_up 1")
+
+    app = web.Application()
+    app.router.add_post("/metrics", metrics)
+    server = await aiohttp_server(app)
+    target = values.PlainGrant("gh", "c", (), str(server.make_url("/metrics")), b"s")
+
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(TokenRequestError) as raised:
+            await request_token(session, target, OutboundPolicy())
+        assert asked == []
+        assert "refused" in str(raised.value) and "HTTP" not in str(raised.value)
+        with pytest.raises(TokenRequestError, match="HTTP 200"):
+            await request_token(session, target, LOCAL)
+    assert asked == ["/metrics"]
+
+
+async def test_a_redirect_is_not_followed(aiohttp_server: Callable[..., Any]) -> None:
+    asked: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        if request.path == "/token":
+            raise web.HTTPTemporaryRedirect("/elsewhere")
+        return web.json_response({"access_token": "at"})
+
+    app = web.Application()
+    app.router.add_post("/token", moved)
+    app.router.add_post("/elsewhere", moved)
+    server = await aiohttp_server(app)
+    target = values.PlainGrant("gh", "c", (), str(server.make_url("/token")), b"s")
+
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(TokenRequestError, match="HTTP 307"):
+            await request_token(session, target, LOCAL)
+    assert asked == ["/token"]

@@ -231,6 +231,7 @@ async def stand_in(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[StandIn
     app.router.add_route("*", "/mcp", recorder.handle)
     app.router.add_get("/ok", answer_ok)
     app.router.add_get("/fail", answer_500)
+    app.router.add_get("/moved", answer_302)
     server = await aiohttp_server(app)
     try:
         yield recorder, str(server.make_url("/mcp"))
@@ -244,6 +245,10 @@ async def answer_ok(_: web.Request) -> web.Response:
 
 async def answer_500(_: web.Request) -> web.Response:
     return web.Response(status=500, text="not ok")
+
+
+async def answer_302(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/ok")
 
 
 def result(body: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +395,16 @@ async def test_http_probe_passes_on_2xx_and_fails_on_500(
 
     assert passed == probes.ProbeResult(ok=True)
     assert failed == probes.ProbeResult(ok=False, detail="HTTP 500")
+
+
+async def test_http_probe_does_not_follow_a_redirect(
+    stand_in: tuple[StandIn, str], http: aiohttp.ClientSession
+) -> None:
+    _, url = stand_in
+
+    answered = await probes.probe_http(http, url.removesuffix("/mcp") + "/moved", TIMEOUT_S)
+
+    assert answered == probes.ProbeResult(ok=False, detail="HTTP 302")
 
 
 async def test_http_probe_of_a_closed_port_fails_as_refused(http: aiohttp.ClientSession) -> None:

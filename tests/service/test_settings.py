@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import SettingsError, load_settings
 
 
 def test_defaults_to_a_sqlite_file_and_the_loopback_port_30000() -> None:
@@ -15,15 +15,32 @@ def test_defaults_to_a_sqlite_file_and_the_loopback_port_30000() -> None:
     assert settings.auth_token is None
 
 
-def test_flags_beat_the_environment_which_beats_the_conf_file() -> None:
-    environ = {"DTMA_AUTH_TOKEN": "from-env", "DTMA_PORT": "31000", "DTMA_HOST": "0.0.0.0"}
-    conf = "DTMA_AUTH_TOKEN=from-conf\n"
+def test_flags_beat_the_environment() -> None:
+    environ = {"DTMA_PORT": "31000", "DTMA_HOST": "0.0.0.0"}
 
-    settings = load_settings(["--auth-token", "from-flag", "--port", "32000"], environ, conf)
+    settings = load_settings(["--port", "32000"], environ)
 
-    assert settings.auth_token == "from-flag"
     assert settings.port == 32000
     assert settings.host == "0.0.0.0"
+
+
+def test_no_flag_gives_the_auth_token_since_argv_shows_in_ps() -> None:
+    environ = {"DTMA_AUTH_TOKEN": "from-env"}
+
+    assert load_settings(["--auth-token", "from-flag"], environ).auth_token == "from-env"
+    assert load_settings(["--auth-token", "from-flag"], {}).auth_token is None
+
+
+def test_reads_the_tokens_file_and_the_outbound_allow_list() -> None:
+    environ = {
+        "DTMA_TOKENS_FILE": "/etc/dtma.tokens",
+        "DTMA_OUTBOUND_ALLOW": " Auth.Local, 10.0.0.0/8,",
+    }
+
+    settings = load_settings([], environ)
+
+    assert settings.tokens_file == "/etc/dtma.tokens"
+    assert settings.outbound_allow == ("auth.local", "10.0.0.0/8")
 
 
 def test_the_environment_beats_the_conf_file() -> None:
@@ -132,24 +149,6 @@ def test_rejects_a_malformed_database_url_without_echoing_it() -> None:
         load_settings([], {"DTMA_DATABASE_URL": url})
 
     assert "s3cr3t" not in str(raised.value)
-
-
-def test_require_auth_token_names_every_place_a_token_may_come_from() -> None:
-    with pytest.raises(SettingsError) as raised:
-        load_settings([], {}).require_auth_token()
-
-    message = str(raised.value)
-    for source in ("DTMA_AUTH_TOKEN", "BACKEND_TO_DTMA_API_KEY", "/etc/dtma.conf"):
-        assert source in message
-
-
-def test_require_auth_token_refuses_an_empty_token() -> None:
-    with pytest.raises(SettingsError):
-        Settings(auth_token="").require_auth_token()
-
-
-def test_require_auth_token_returns_the_token() -> None:
-    assert load_settings([], {"DTMA_AUTH_TOKEN": "tok"}).require_auth_token() == "tok"
 
 
 def test_ignores_arguments_that_are_not_settings() -> None:
