@@ -21,7 +21,17 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import audit, heartbeat, instance, legacy, metrics, status, system_metrics, tokens
+from service import (
+    audit,
+    heartbeat,
+    instance,
+    legacy,
+    logs,
+    metrics,
+    status,
+    system_metrics,
+    tokens,
+)
 from service.api import audit as audit_api
 from service.api import config as config_api
 from service.api import credentials as credentials_api
@@ -246,6 +256,7 @@ NO_TOKEN = (
 
 
 def create_app(settings: Settings) -> web.Application:
+    logs.quiet_libraries()  # however logging was set up: statements carry wrapped keys
     configured = tokens.configured(settings)
     measured = Metrics()
     app = web.Application(

@@ -37,5 +37,10 @@ def configure(level: str, style: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if style == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """QUIET_LOGGERS at WARNING, whatever the root logger's level is or becomes."""
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

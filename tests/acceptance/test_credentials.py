@@ -189,9 +189,11 @@ async def test_file_credentials_reach_every_replica_without_a_restart_rotate_and
 def assert_nowhere(
     values: list[str], recorder: Recorder, directory: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Not in any answer, not in the service's log output, not in the SQLite file or its WAL."""
+    """Not in any answer, not in the service's log output, not in the SQLite file or its WAL;
+    and no statement on the data keys (their wrapped bytes) in the log, at any level."""
     stored = b"".join(p.read_bytes() for p in directory.glob("dtma.db*"))
     logged = caplog.text.encode()
+    assert b"data_keys" not in logged
     for value in values:
         for encoded in (value.encode(), base64.b64encode(value.encode())):
             assert not any(encoded in body for body in recorder.bodies)
