@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/store.py --n 20000 \\
         [--postgres postgresql://dtma:dtma@127.0.0.1:5432/postgres] [--backend sqlite|postgres|all]
-    .venv/bin/python tests/benchmarks/store.py --n 5000 --profile    # cProfile, SQLite single
+    .venv/bin/python tests/benchmarks/store.py --n 5000 --profile  # cProfile: SQLite appends, reads
 
 Prints `metric: value` lines (events per second) on stdout; notes go to stderr. Every metric
 runs on a fresh SQLite file in a temporary directory, or a fresh PostgreSQL database created
@@ -298,12 +298,38 @@ async def profile_sqlite_single(n: int, top: int) -> None:
         print(out.getvalue())
 
 
+async def profile_sqlite_read(n: int, top: int) -> None:
+    """cProfile of the decoded read of `n` events (the event loop's thread; the page reads'
+    SQLite work shows as its wait in `poll`)."""
+    profile = cProfile.Profile()
+    async with fresh_store("sqlite", None, "profile-read") as store:
+        await run_plan(store, w.batched_plan(n), {})
+        catalogue = Catalogue()
+        catalogue.register(w.BenchEvent)
+        position = 0
+        started = time.perf_counter()
+        profile.enable()
+        while page := await store.read_all(after=position, limit=w.PAGE):
+            for recorded in page:
+                catalogue.decode(recorded)
+            position = page[-1].position
+        profile.disable()
+        elapsed = time.perf_counter() - started
+    print(f"# {n} events read and decoded in {elapsed:.3f}s ({n / elapsed:.0f}/s, profiled)")
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
+    print(f"## decoded read: top {top} by tottime")
+    print(out.getvalue())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="events per metric")
     parser.add_argument("--postgres", metavar="URL", help="admin URL; adds the postgres_ metrics")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    parser.add_argument("--profile", action="store_true", help="profile SQLite single appends")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile SQLite single appends and decoded reads"
+    )
     parser.add_argument("--top", type=int, default=10, help="rows per profile")
     args = parser.parse_args()
     if args.n < 1:
@@ -312,6 +338,7 @@ def main() -> None:
         parser.error("--backend postgres needs --postgres URL")
     if args.profile:
         asyncio.run(profile_sqlite_single(args.n, args.top))
+        asyncio.run(profile_sqlite_read(args.n, args.top))
         return
     size, smallest, largest, data = w.stored_size(args.n)
     note(
