@@ -86,12 +86,24 @@ async def fresh_url(backend: str, admin_url: str | None, tag: str) -> AsyncItera
         await admin.close()
 
 
+# The service opens its store with its catalogue, and then every event is decoded through it
+# before it is appended (eventstore/storable.py): so does the benchmark, unless --no-catalogue.
+CHECKED = True
+
+
+def bench_catalogue() -> Catalogue:
+    catalogue = Catalogue()
+    catalogue.register(w.BenchEvent)
+    return catalogue
+
+
 @contextlib.asynccontextmanager
 async def fresh_store(backend: str, admin_url: str | None, tag: str) -> AsyncIterator[EventStore]:
     async with fresh_url(backend, admin_url, tag) as url:
         engine = create_engine(url)
         await migrations.upgrade(engine)
-        store = await EventStore.open(url, engine=engine)
+        catalogue = bench_catalogue() if CHECKED else None
+        store = await EventStore.open(url, engine=engine, catalogue=catalogue)
         try:
             yield store
         finally:
@@ -148,8 +160,7 @@ async def append_concurrent(store: EventStore, n: int) -> float:
 
 async def read_decoded(store: EventStore, n: int) -> float:
     await run_plan(store, w.batched_plan(n), {})  # untimed: fill the log
-    catalogue = Catalogue()
-    catalogue.register(w.BenchEvent)
+    catalogue = bench_catalogue()
     count = 0
     position = 0
     started = time.perf_counter()
@@ -304,8 +315,7 @@ async def profile_sqlite_read(n: int, top: int) -> None:
     profile = cProfile.Profile()
     async with fresh_store("sqlite", None, "profile-read") as store:
         await run_plan(store, w.batched_plan(n), {})
-        catalogue = Catalogue()
-        catalogue.register(w.BenchEvent)
+        catalogue = bench_catalogue()
         position = 0
         started = time.perf_counter()
         profile.enable()
@@ -331,7 +341,21 @@ def main() -> None:
         "--profile", action="store_true", help="profile SQLite single appends and decoded reads"
     )
     parser.add_argument("--top", type=int, default=10, help="rows per profile")
+    parser.add_argument(
+        "--no-catalogue",
+        action="store_true",
+        help="append without decoding each event through the catalogue first (the service"
+        " always does): what that check costs",
+    )
+    parser.add_argument(
+        "--metrics", help="comma-separated metric names to run (default: all of them)"
+    )
     args = parser.parse_args()
+    global CHECKED, METRICS
+    CHECKED = not args.no_catalogue
+    if args.metrics:
+        wanted = set(args.metrics.split(","))
+        METRICS = tuple((name, measure) for name, measure in METRICS if name in wanted)
     if args.n < 1:
         parser.error("--n must be positive")
     if args.backend == "postgres" and not args.postgres:
