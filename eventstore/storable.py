@@ -21,6 +21,7 @@ from eventstore.records import RecordedEvent
 # refuses a longer value, SQLite would keep it: both refuse it here.
 MAX_NAME_LENGTH = 200
 MAX_SCHEMA_VERSION = 2**31 - 1  # an INTEGER column on both databases
+LONE_SURROGATE = "is not valid Unicode: it holds a lone surrogate, which UTF-8 cannot store"
 
 
 def check(request: AppendRequest, catalogue: Catalogue | None) -> None:
@@ -54,34 +55,15 @@ def _name(value: str, field: str) -> None:
         raise EventRejectedError(f"is longer than {MAX_NAME_LENGTH} characters", field=field)
     if "\x00" in value:
         raise EventRejectedError("contains a NUL character", field=field)
-    _utf8(value, field)
-
-
-def _utf8(value: str, field: str) -> None:
-    if value.isascii():
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise EventRejectedError(
-            "is not valid Unicode: it holds a lone surrogate, which UTF-8 cannot store",
-            field=field,
-        ) from None
+    if not _encodes(value):
+        raise EventRejectedError(LONE_SURROGATE, field=field)
 
 
 def _json_text(text: str, field: str) -> None:
     """JSON text as canonical_json writes it: control characters (NUL too) are escaped, so
     only a lone surrogate can make it unstorable; name the string that holds one."""
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        path = _surrogate_path(json.loads(text), field)
-        raise EventRejectedError(
-            "is not valid Unicode: it holds a lone surrogate, which UTF-8 cannot store",
-            field=path,
-        ) from None
+    if not _encodes(text):
+        raise EventRejectedError(LONE_SURROGATE, field=_surrogate_path(json.loads(text), field))
 
 
 def _surrogate_path(value: Any, path: str) -> str:
@@ -102,6 +84,8 @@ def _surrogate_path(value: Any, path: str) -> str:
 
 
 def _encodes(text: str) -> bool:
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
