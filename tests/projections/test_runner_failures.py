@@ -3,7 +3,6 @@ a skip recorded in the log lets every fold (live, rebuild, replay) pass over it 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -19,6 +18,7 @@ from projections.runner import (
     fold_log,
 )
 from tests.support.databases import open_migrated_store
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -49,11 +49,10 @@ async def append(store: EventStore, *new: NewEvent) -> None:
 
 
 async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.02)
+    async def holds() -> bool | None:
+        return condition() or None
+
+    await wait_until(holds, within, interval=0.02)
 
 
 async def skip(store: EventStore, position: int) -> None:

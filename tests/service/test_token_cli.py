@@ -3,9 +3,7 @@ that file honouring what they stored."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
 from service.settings import Settings
+from tests.service.test_cli import DTMA, SCRUBBED, run_command
 
-DTMA = Path(sys.executable).with_name("dtma")
-SCRUBBED = ("DTMA_", "BACKEND_TO_DTMA_API_KEY", "PORT", "AGENTOPIA_API_BASE_URL")
 Run = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
@@ -28,17 +25,8 @@ def dtma(tmp_path: Path) -> Run:
     env["DTMA_DATABASE_URL"] = f"sqlite:///{tmp_path / 'dtma.db'}"
 
     async def run(*args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            str(DTMA),
-            *args,
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
+        done = await run_command(str(DTMA), *args, env=env, cwd=tmp_path)
+        return done.returncode, done.stdout, done.stderr
 
     return run
 

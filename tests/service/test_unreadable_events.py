@@ -20,6 +20,7 @@ from service.settings import Settings
 from tests.conftest import AUTH
 from tests.service.test_api import error_of
 from tests.support.databases import open_migrated_store
+from tests.support.waiting import wait_until
 
 Client: TypeAlias = TestClient[web.Request, web.Application]
 
@@ -44,14 +45,13 @@ async def write_unreadable_log(url: str) -> None:
 
 
 async def until_status(client: Client, path: str, status: int, within: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+    """The JSON `path` answers once it answers `status`."""
+
+    async def answered() -> Any:
         response = await client.get(path, headers=AUTH)
-        if response.status == status:
-            return await response.json() if response.content_type == "application/json" else None
-        assert loop.time() < deadline, f"{path} still answers {response.status}"
-        await asyncio.sleep(0.05)
+        return await response.json() if response.status == status else None
+
+    return await wait_until(answered, within, interval=0.05)
 
 
 async def test_a_start_on_an_unreadable_event_serves_reads_reports_degraded_and_skip_resumes(
