@@ -21,17 +21,9 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import (
-    audit,
-    heartbeat,
-    instance,
-    legacy,
-    logs,
-    metrics,
-    status,
-    system_metrics,
-    tokens,
-)
+from service import instance, logs, metrics, status
+from service.access import tokens
+from service.access.token_store import TokenTable
 from service.api import audit as audit_api
 from service.api import config as config_api
 from service.api import credentials as credentials_api
@@ -42,15 +34,7 @@ from service.api import openapi as openapi_api
 from service.api import routes
 from service.api import servers as servers_api
 from service.api import system as system_api
-from service.api import tools as tools_api
-from service.api.stream_slots import StreamSlots
-from service.backend import BackendClient
-from service.config_applier import ConfigApplier
-from service.credential_injector import CredentialInjector
-from service.docker import DockerAdapter
-from service.handlers import CommandContext
-from service.health_monitor import HealthMonitor
-from service.keys import (
+from service.api.keys import (
     backend_key,
     context_key,
     docker_key,
@@ -66,16 +50,26 @@ from service.keys import (
     streams_key,
     tokens_key,
 )
-from service.listener import DockerListener
+from service.api.legacy import tools as tools_api
+from service.api.middlewares import auth_middleware, error_middleware
+from service.api.rendered import RenderedAt
+from service.api.stream_slots import StreamSlots
+from service.audit import checkpoints as audit
+from service.backend import heartbeat, system_metrics
+from service.backend.client import BackendClient
+from service.config.applier import ConfigApplier
+from service.credentials.injector import CredentialInjector
+from service.credentials.oauth import Refresher
+from service.docker.adapter import DockerAdapter
+from service.handling.handlers import CommandContext
+from service.health.monitor import HealthMonitor
+from service.legacy import handlers as legacy
 from service.metrics import Metrics
-from service.middlewares import auth_middleware, error_middleware
-from service.oauth import Refresher
+from service.orchestration.listener import DockerListener
+from service.orchestration.reconciler import Reconciler
 from service.outbound import OutboundPolicy
-from service.reconciler import Reconciler
-from service.rendered import RenderedAt
 from service.settings import Settings, SettingsError
 from service.status import ReadModels
-from service.token_store import TokenTable
 
 
 async def open_store(settings: Settings) -> EventStore:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from eventstore.store import EventStore
 from service.app import create_app
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.support.databases import fresh_postgres_database, open_migrated_store
 from tests.support.docker import open_docker_or_skip, sweep_test_containers

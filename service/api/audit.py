@@ -8,9 +8,9 @@ from aiohttp import web
 from eventstore import audit, signing
 from service import errors
 from service.api import routes, schemas
+from service.api.keys import ring_key, store_key
 from service.api.routes import Param, Route
-from service.audit import public_key_json, report_json
-from service.keys import ring_key, store_key
+from service.audit.checkpoints import public_key_json, report_json
 
 
 async def verify(request: web.Request) -> web.Response:

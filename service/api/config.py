@@ -10,12 +10,14 @@ from pydantic import Field
 
 from projections import config as read_model
 from projections import groups
-from service import commands, configuration, errors
+from service import errors
 from service.api import routes, schemas
+from service.api.keys import context_key, runner_key, settings_key
 from service.api.routes import Route
 from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.keys import context_key, runner_key, settings_key
+from service.config import handlers as configuration
+from service.handling import commands
 
 CREATED = 201
 ACCEPTED = 202

@@ -11,12 +11,14 @@ from aiohttp import web
 
 from projections import containers
 from projections import credentials as read_model
-from service import commands, credentials, errors, handlers, outbound
+from service import errors, outbound
 from service.api import routes, schemas
+from service.api.keys import backend_key, context_key, ring_key, runner_key, settings_key
 from service.api.routes import Route
 from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.keys import backend_key, context_key, ring_key, runner_key, settings_key
+from service.credentials import handlers as credentials
+from service.handling import commands, handlers
 
 ACCEPTED = 202
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from projections import credentials, groups, specs
-from service import commands, decisions, errors, tokens
-from service.keys import runner_key
-from service.middlewares import role_key
+from service import errors
+from service.access import tokens
+from service.api.keys import runner_key
+from service.api.middlewares import role_key
+from service.handling import commands, decisions
 
 
 async def require_admin_to_change_code(request: web.Request, command: commands.DeployGroup) -> None:

@@ -14,10 +14,10 @@ from aiohttp import web
 from eventstore.records import RecordedEvent
 from service import errors
 from service.api import routes, schemas
+from service.api.keys import store_key, streams_key
+from service.api.middlewares import actor_key
 from service.api.routes import Param, Reply, Route
 from service.api.wire import MAX_INTEGER, query_int
-from service.keys import store_key, streams_key
-from service.middlewares import actor_key
 
 MAX_PAGE = 1_000
 KEEPALIVE_S = 15.0

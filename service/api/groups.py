@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service import commands, errors, handlers, status
+from service import errors, status
 from service.api import routes, schemas
+from service.api.keys import context_key, runner_key
 from service.api.routes import Route
 from service.api.servers import ACCEPTED, path_id
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.keys import context_key, runner_key
+from service.handling import commands, handlers
 
 
 async def create(request: web.Request) -> web.Response:

@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from eventstore.records import RecordedEvent
-from service import commands, errors, handlers, health_report
+from service import errors
 from service.api import routes, schemas
 from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse
+from service.api.keys import context_key, monitor_key, reconciler_key, runner_key
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.health_monitor import breaker_config
-from service.keys import context_key, monitor_key, reconciler_key, runner_key
+from service.handling import commands, handlers
+from service.health import report as health_report
+from service.health.monitor import breaker_config
 from service.status import ReadModels
 
 STREAMED = ("ReplicaHealthChanged", "CircuitTransitioned")

@@ -11,10 +11,10 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from service import system_metrics
 from service.api import routes, schemas
+from service.api.keys import openapi_key
 from service.api.routes import Param, Reply, Route
-from service.keys import openapi_key
+from service.backend import system_metrics
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 BEARER = "bearer"

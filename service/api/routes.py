@@ -13,10 +13,10 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from service import commands
 from service.api import schemas
+from service.api.keys import roles_key, routes_key
 from service.api.wire import MAX_INTEGER
-from service.keys import roles_key, routes_key
+from service.handling import commands
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = "application/json"

@@ -7,11 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from service import commands, errors, handlers, status
+from service import errors, status
 from service.api import deploy_guard, routes, schemas
+from service.api.keys import context_key, runner_key, statuses_key
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
-from service.keys import context_key, runner_key, statuses_key
+from service.handling import commands, handlers
 
 ACCEPTED = 202
 DEFAULT_WAIT_MS = 60_000

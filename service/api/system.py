@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service import middlewares
-from service.api import routes, schemas
+from service.api import middlewares, routes, schemas
+from service.api.keys import instance_key, metrics_key, runner_key, store_key
 from service.api.routes import Reply, Route
-from service.keys import instance_key, metrics_key, runner_key, store_key
 from service.metrics import CONTENT_TYPE
 
 

@@ -11,10 +11,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from projections.runner import ProjectionRunner
-from service import errors, handlers
+from service import errors
 from service.api import json_limits
-from service.keys import runner_key, settings_key
-from service.middlewares import actor_key, validation_error
+from service.api.keys import runner_key, settings_key
+from service.api.middlewares import actor_key, validation_error
+from service.handling import handlers
 
 M = TypeVar("M", bound=BaseModel)
 MIN_POSITION_WAIT_S = 5.0

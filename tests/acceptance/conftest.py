@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service.app import create_app
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.conftest import TOKEN
 from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL

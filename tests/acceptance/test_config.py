@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from projections import events
+from service.api.keys import docker_key, runner_key, store_key
 from service.app import create_app
-from service.config_applier import CONFIG_PATH, ConfigApplier, rendered
-from service.docker import DockerAdapter
-from service.keys import docker_key, runner_key, store_key
+from service.config.applier import CONFIG_PATH, ConfigApplier, rendered
+from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_health import (

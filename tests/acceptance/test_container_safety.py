@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.app import create_app
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_orchestration import containers_of, until_running

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.docker import ContainerSpec, DockerAdapter
+from service.docker.adapter import ContainerSpec, DockerAdapter
 from tests.acceptance.conftest import sweep
 from tests.conftest import AUTH
 from tests.support.service_process import Service

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from eventstore.records import RecordedEvent
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.acceptance.conftest import sweep
 from tests.conftest import AUTH
 from tests.support import crash_checks as checks

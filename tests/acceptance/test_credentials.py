@@ -20,9 +20,9 @@ from nacl.public import PublicKey, SealedBox
 from eventstore.keyring import KeyDestroyedError
 from projections import ALL, credentials, events
 from projections.runner import FoldSet, fold_log
+from service.api.keys import ring_key, store_key
 from service.app import create_app
-from service.docker import DockerAdapter, DockerNotFoundError
-from service.keys import ring_key, store_key
+from service.docker.adapter import DockerAdapter, DockerNotFoundError
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_health import FAST_PROBES, log_of, until_healthy

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.acceptance.test_orchestration import send, status_of
 from tests.conftest import AUTH
 from tests.support.waiting import wait_until

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from projections import ALL, events
 from projections.runner import FoldSet, fold_log
+from service.api.keys import runner_key, store_key
 from service.app import create_app
-from service.docker import DockerAdapter
-from service.keys import runner_key, store_key
+from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_orchestration import containers_of, send, status_of

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from service.api.keys import reconciler_key
 from service.app import create_app
-from service.docker import ContainerSpec, DockerAdapter
-from service.keys import reconciler_key
+from service.docker.adapter import ContainerSpec, DockerAdapter
 from service.settings import Settings
 from tests.conftest import AUTH
 from tests.support.docker_cli import inspect_raw

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
+from service.api.keys import reconciler_key
 from service.app import create_app
-from service.docker import ContainerInfo, DockerAdapter
-from service.keys import reconciler_key
+from service.docker.adapter import ContainerInfo, DockerAdapter
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.conftest import AUTH

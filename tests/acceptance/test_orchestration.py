@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.docker import ContainerInfo, DockerAdapter
+from service.docker.adapter import ContainerInfo, DockerAdapter
 from tests.conftest import AUTH
 from tests.support.waiting import wait_until
 

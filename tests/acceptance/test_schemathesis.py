@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from service.api import openapi, routes
 from service.app import create_app
-from service.commands import ID_PATTERN
+from service.handling.commands import ID_PATTERN
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.conftest import AUTH, TOKEN, isolating_labels

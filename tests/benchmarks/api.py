@@ -43,7 +43,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import aiohttp  # noqa: E402
 
-from service.docker import DockerAdapter  # noqa: E402
+from service.docker.adapter import DockerAdapter  # noqa: E402
 from tests.benchmarks.service_harness import (  # noqa: E402
     MEMORY_MB,
     TOKEN,

@@ -46,9 +46,9 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from service import errors  # noqa: E402
+from service.api.keys import docker_key, store_key  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.docker import ContainerSpec, DockerAdapter  # noqa: E402
-from service.keys import docker_key, store_key  # noqa: E402
+from service.docker.adapter import ContainerSpec, DockerAdapter  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.benchmarks.service_harness import (  # noqa: E402
     AUTH,

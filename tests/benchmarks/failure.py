@@ -48,8 +48,8 @@ from typing import Any  # noqa: E402
 
 import aiohttp  # noqa: E402
 
-from service import probes  # noqa: E402
-from service.docker import DockerAdapter  # noqa: E402
+from service.docker.adapter import DockerAdapter  # noqa: E402
+from service.health import probes  # noqa: E402
 from tests.benchmarks import cpu_accounting  # noqa: E402
 from tests.benchmarks.service_harness import (  # noqa: E402
     MEMORY_MB,

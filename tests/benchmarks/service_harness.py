@@ -24,7 +24,7 @@ from typing import IO, Any
 import aiohttp
 
 from service import errors
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.support.mcp_image import CONTAINER_PORT
 from tests.support.ports import free_port
 from tests.support.service_process import service_environment

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from projections import containers, events
-from service import adoption
-from service.docker import ContainerInfo
-from service.replicas import Replica
+from service.docker.adapter import ContainerInfo
+from service.orchestration import adoption
+from service.orchestration.replicas import Replica
 
 
 def replica(container_id: str = "c1", running: bool = True, version: str | None = None) -> Replica:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projections.health import BreakerConfig
-from service.breaker import (
+from service.health.breaker import (
     SETTLED_S,
     Breaker,
     Failure,

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.conftest import AUTH, TOKEN
 from tests.support.waiting import wait_until
 

@@ -24,8 +24,8 @@ from alembic.script import ScriptDirectory
 import migrations
 from eventstore import keyfile
 from projections import health
+from service.api.keys import runner_key
 from service.app import create_app
-from service.keys import runner_key
 from service.settings import CONF_FILE, Settings
 from tests.conftest import AUTH, TOKEN, isolating_labels
 from tests.support.ports import free_port

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from service.stream_locks import StreamLocks
+from service.handling.stream_locks import StreamLocks
 from tests.conftest import AUTH
 
 CLIENTS = 32

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from projections import config, events, groups, specs
-from service import commands, decisions, errors
-from service import config_decisions as decide
+from service import errors
+from service.config import decisions as decide
+from service.handling import commands, decisions
 
 AT = "2026-01-01T00:00:00.000000Z"
 SCHEMA: dict[str, Any] = {

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from projections import config
-from service import commands, errors
-from service import config_decisions as decide
+from service import errors
+from service.config import decisions as decide
+from service.handling import commands
 from tests.service.test_config_decisions import desired, with_template
 
 EVIL = "^(a+)+$"

@@ -12,11 +12,12 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from projections import events, groups
-from service import commands, decisions, errors
-from service import legacy_decisions as legacy
+from service import errors
 from service.container_policy import DEFAULT_CAPABILITIES, DEFAULT_POLICY, ContainerPolicy
-from service.docker_objects import LOOPBACK, SECRETS_DIR, container_config
-from service.replica_starter import init_containers, replica_container
+from service.docker.objects import LOOPBACK, SECRETS_DIR, container_config
+from service.handling import commands, decisions
+from service.legacy import decisions as legacy
+from service.orchestration.starter import init_containers, replica_container
 from tests.projections.folding import fold_facts
 
 HOSTILE = (

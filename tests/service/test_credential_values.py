@@ -7,8 +7,9 @@ import base64
 import pytest
 from nacl.public import PrivateKey, SealedBox
 
-from service import commands, errors
-from service import credential_values as values
+from service import errors
+from service.credentials import values
+from service.handling import commands
 
 PRIVATE = PrivateKey.generate()
 

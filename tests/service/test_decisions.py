@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from projections import events, health
-from service import commands, decisions
+from service.handling import commands, decisions
 
 
 def command(**wire: Any) -> commands.ConfigureBreaker:

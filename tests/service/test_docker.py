@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from service.docker import DockerAdapter, DockerNotFoundError, DockerUnavailableError
+from service.docker.adapter import DockerAdapter, DockerNotFoundError, DockerUnavailableError
 from tests.support.docker import run_labels
 
 pytestmark = pytest.mark.docker

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from service.docker import (
+from service.docker.adapter import (
     MANAGED_LABEL,
     ContainerSpec,
     DockerAdapter,
     DockerEvent,
     DockerUnavailableError,
 )
-from service.docker_events import parse_event, since_param
+from service.docker.events import parse_event, since_param
 from tests.support.docker import run_labels
 from tests.support.docker_cli import docker_cli
 from tests.support.images import ensure_busybox_image

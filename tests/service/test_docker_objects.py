@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.docker_objects import ContainerSpec, container_config
+from service.docker.objects import ContainerSpec, container_config
 
 
 def test_fixed_host_ports_and_the_free_one_are_all_on_the_loopback() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.docker import (
+from service.docker.adapter import (
     MANAGED_LABEL,
     ContainerSpec,
     DockerAdapter,

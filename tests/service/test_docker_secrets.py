@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import aiohttp
 import pytest
 
-from service import docker_files
-from service.docker import (
+from service.docker import files as docker_files
+from service.docker.adapter import (
     ContainerSpec,
     DockerAdapter,
     DockerConflictError,

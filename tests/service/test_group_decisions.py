@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from projections import events, groups
-from service import commands, decisions, errors
+from service import errors
+from service.handling import commands, decisions
 
 
 def deploy(group_id: str = "g", *servers: dict[str, Any], **extra: Any) -> commands.DeployGroup:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from projections import containers, events, groups, health, specs
-from service import health_report
+from service.health import report as health_report
 from service.status import ReadModels
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -18,8 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from projections import containers, groups
-from service import backend, heartbeat, legacy
-from service import legacy_decisions as decide
+from service.backend import client as backend
+from service.backend import heartbeat
+from service.legacy import decisions as decide
+from service.legacy import handlers as legacy
 from tests.support.waiting import wait_until
 
 TOKEN = "hb-token-" + secrets.token_hex(8)

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from projections import containers, events, groups
-from service import commands, errors
-from service import legacy_decisions as decide
+from service import errors
+from service.handling import commands
+from service.legacy import decisions as decide
 
 
 def create(name: str = "my-tool", **config: Any) -> decide.CreateTool:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.support.docker import run_labels
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
 from tests.support.waiting import wait_until

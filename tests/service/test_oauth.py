@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from service import credential_values as values
-from service.oauth import TokenRequestError, due, request_token, token_form
+from service.credentials import values
+from service.credentials.oauth import TokenRequestError, due, request_token, token_form
 from service.outbound import OutboundPolicy
 
 ISSUED = "2026-01-01T00:00:00.000000Z"

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from service import probes
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
+from service.health import probes
 from tests.support.docker import run_labels
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
 from tests.support.waiting import wait_until

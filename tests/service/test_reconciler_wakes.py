@@ -10,10 +10,10 @@ from typing import Any
 
 from projections import events
 from service import errors
+from service.api.keys import reconciler_key, runner_key
 from service.app import create_app
-from service.docker import DockerAdapter
-from service.keys import reconciler_key, runner_key
-from service.reconciler import PASSIVE_EVENTS
+from service.docker.adapter import DockerAdapter
+from service.orchestration.reconciler import PASSIVE_EVENTS
 from service.settings import Settings
 from tests.conftest import AUTH
 from tests.support.waiting import wait_until

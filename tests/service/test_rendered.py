@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from service.rendered import RenderedAt
+from service.api.rendered import RenderedAt
 
 
 def test_renders_once_per_position_and_again_when_it_moves() -> None:

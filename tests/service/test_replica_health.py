@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projections.specs import HealthCheck
-from service.replica_health import Health, ReplicaProbes, observe
+from service.health.replica_health import Health, ReplicaProbes, observe
 
 CHECK = HealthCheck(failure_threshold=3, recovery_threshold=2, start_period_ms=10_000)
 STARTING = ReplicaProbes(started_at=0.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from service.commands import ID_PATTERN
-from service.replicas import container_name, init_container_name
+from service.handling.commands import ID_PATTERN
+from service.orchestration.replicas import container_name, init_container_name
 
 
 def test_groups_and_servers_whose_ids_share_dashes_get_different_container_names() -> None:

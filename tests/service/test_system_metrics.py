@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service import system_metrics
+from service.backend import system_metrics
 
 MEMINFO = """MemTotal:        2048000 kB
 MemFree:          100000 kB

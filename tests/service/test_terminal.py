@@ -6,7 +6,7 @@ import io
 import json
 
 from eventstore.records import RecordedEvent
-from service import terminal
+from service.cli import terminal
 
 
 def recorded(type_name: str, data: dict[str, object]) -> RecordedEvent:

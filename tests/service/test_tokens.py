@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service import token_store, tokens
+from service.access import token_store, tokens
+from service.api.keys import store_key
 from service.app import create_app
-from service.keys import store_key
 from service.settings import Settings, SettingsError
 from tests.conftest import AUTH
 from tests.service.test_api import BREAKER, error_of

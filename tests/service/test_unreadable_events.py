@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from eventstore import NewEvent
 from projections import events
-from service import cli
 from service.app import create_app
+from service.cli import main as cli
 from service.settings import Settings
 from tests.conftest import AUTH
 from tests.service.test_api import error_of

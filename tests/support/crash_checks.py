@@ -11,7 +11,7 @@ import aiohttp
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from projections import ALL
-from service.docker import ContainerInfo, DockerAdapter
+from service.docker.adapter import ContainerInfo, DockerAdapter
 from tests.support.service_process import Service
 from tests.support.waiting import wait_until
 

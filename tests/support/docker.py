@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import pytest
 
-from service.docker import DockerAdapter, DockerUnavailableError
+from service.docker.adapter import DockerAdapter, DockerUnavailableError
 
 TEST_RUN_LABEL = "dtma.test-run"
 TEST_RUN_ID = secrets.token_hex(4)

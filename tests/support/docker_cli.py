@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL
 
 

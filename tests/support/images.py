@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 
 BUSYBOX_TAG = "dtma-test/busybox:1"
 BUSYBOX_PATH = Path(

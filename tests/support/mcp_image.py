@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from service.docker import DockerAdapter
+from service.docker.adapter import DockerAdapter
 
 SDK_VERSION = "2.3.0"  # the official SDK, PyPI `mcp`
 IMAGE_REPOSITORY = "dtma-test/mcp-server"

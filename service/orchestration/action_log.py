@@ -1,0 +1,41 @@
+"""How the reconciler and its replica starter record what they do: one event per action, its
+metadata naming the event it acted on (or the log's head it read)."""
+
+from __future__ import annotations
+
+from eventstore.catalogue import Catalogue
+from eventstore.store import EventStore
+from projections import events
+from service.handling.causation import Causation
+from service.orchestration.replicas import server_stream
+
+
+class ActionLog:
+    def __init__(self, store: EventStore, catalogue: Catalogue) -> None:
+        self._store = store
+        self._catalogue = catalogue
+        self._causation = Causation(store, "reconciler")
+        self.acted_on = 0  # the log's head the current pass read: the cause where no event is
+
+    async def record(self, server_id: str, event: events.Event, cause: int | None = None) -> None:
+        await self.append(server_stream(server_id), event, cause=cause)
+
+    async def record_group(self, group_id: str, event: events.Event) -> None:
+        await self.append(f"network-{group_id}", event)
+
+    async def append(
+        self,
+        stream: str,
+        event: events.Event,
+        idempotency_key: str | None = None,
+        cause: int | None = None,
+    ) -> None:
+        """`cause`: the position of the desired-state event it acts on; else the head read."""
+        metadata = await self._causation.caused_by(cause or self.acted_on)
+        await self._store.append(
+            stream,
+            [self._catalogue.to_new_event(event)],
+            None,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+        )
