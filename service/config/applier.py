@@ -9,10 +9,7 @@ config projection says each running container holds with the current version."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
@@ -26,20 +23,7 @@ from service.orchestration.replicas import server_stream
 
 logger = logging.getLogger(__name__)
 
-CONFIG_PATH = "/etc/mcp/config.json"
 RETRY_S = 5.0
-
-
-def rendered(configuration: Mapping[str, Any]) -> bytes:
-    """The file's bytes: JSON with sorted keys, two-space indents and a final newline."""
-    return (json.dumps(configuration, indent=2, sort_keys=True) + "\n").encode()
-
-
-async def write_config(
-    docker: DockerAdapter, container_id: str, configuration: Mapping[str, Any]
-) -> None:
-    """Put `configuration` at CONFIG_PATH in the container (mode 0644, root's)."""
-    await docker.write_file(container_id, CONFIG_PATH, rendered(configuration))
 
 
 class ConfigApplier:
@@ -101,7 +85,7 @@ class ConfigApplier:
     ) -> None:
         key = (server_id, version.version, container_id)
         try:
-            await write_config(self._docker, container_id, version.config)
+            await self._docker.write_config(container_id, version.config)
             if signal is not None:
                 await self._docker.kill_container(container_id, signal)
         except errors.UnavailableError:

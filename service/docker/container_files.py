@@ -5,7 +5,9 @@ without one; plain files (configuration) through the archive API."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import PurePosixPath
+from typing import Any
 
 import aiodocker
 from aiodocker.containers import DockerContainer
@@ -119,6 +121,11 @@ class ContainerFiles:
         short = container_id[:12]
         with translated(f"write {path} in container {short}", missing=f"container {short}"):
             await docker_files.put_file(container, target, content, mode=mode)
+
+    async def write_config(self, container_id: str, configuration: Mapping[str, Any]) -> None:
+        """Put a server's `configuration` at CONFIG_PATH in the container (0644, root's)."""
+        content = docker_files.rendered_config(configuration)
+        await self.write_file(container_id, docker_files.CONFIG_PATH, content)
 
     async def _run_script(
         self, action: str, container_id: str, script: str, argument: str, stdin: bytes | None = None

@@ -6,6 +6,7 @@ a shell. aiodocker's errors are left to `DockerAdapter`, which translates them.
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from aiodocker.stream import Stream
 
 from service.docker.objects import SECRETS_DIR
 
+CONFIG_PATH = "/etc/mcp/config.json"  # where a server finds its configuration
 SECRET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SCRIPT_NAME = "dtma-secret"  # the scripts' $0, what `ps` shows
 SHELL_MISSING = ("executable file not found", "no such file or directory")
@@ -235,3 +237,9 @@ async def read_archived(container: DockerContainer, path: str) -> bytes | None:
             return None
         extracted = archive.extractfile(member)
         return extracted.read() if extracted is not None else None
+
+
+def rendered_config(configuration: Mapping[str, Any]) -> bytes:
+    """The configuration file's bytes: JSON with sorted keys, two-space indents and a final
+    newline."""
+    return (json.dumps(configuration, indent=2, sort_keys=True) + "\n").encode()

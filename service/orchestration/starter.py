@@ -13,7 +13,6 @@ from projections import config, containers, credentials, events, groups, health,
 from projections.runner import ProjectionRunner
 from service import container_policy, errors
 from service.backoff import Backoff
-from service.config import applier as config_applier
 from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerSpec, DockerAdapter
 from service.orchestration.action_log import ActionLog
@@ -140,7 +139,7 @@ class ReplicaStarter:
         current = self._runner.state(config.PROJECTION).of(server_id).active()
         if current is None:
             return
-        await config_applier.write_config(self._docker, container_id, current.config)
+        await self._docker.write_config(container_id, current.config)
         applied = events.ConfigApplied(
             server_id=server_id, version=current.version, replica=replica, container_id=container_id
         )

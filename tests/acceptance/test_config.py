@@ -14,8 +14,9 @@ import pytest
 from projections import events
 from service.api.keys import docker_key, runner_key, store_key
 from service.app import create_app
-from service.config.applier import CONFIG_PATH, ConfigApplier, rendered
+from service.config.applier import ConfigApplier
 from service.docker.adapter import DockerAdapter
+from service.docker.files import CONFIG_PATH, rendered_config
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_health import (
@@ -95,7 +96,7 @@ async def until_applied(service: Any, version: int, replicas: int) -> dict[str, 
 
 
 def digest(configuration: dict[str, Any]) -> str:
-    return hashlib.sha256(rendered(configuration)).hexdigest()
+    return hashlib.sha256(rendered_config(configuration)).hexdigest()
 
 
 async def files_in(docker: DockerAdapter, owner: dict[str, str]) -> list[Any]:
