@@ -14,6 +14,12 @@ from projections.folds import Projection
 
 State = Literal["created", "running", "exited", "failed"]
 
+STREAM_PREFIX = "server-"  # server-<server id>: what was done to and seen of its containers
+
+
+def stream_of(server_id: str) -> str:
+    return STREAM_PREFIX + server_id
+
 
 class Instance(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -71,6 +71,10 @@ class CredentialsState(StreamVersioned):
 STREAM_PREFIX = "credentials-"
 
 
+def stream_of(server_id: str) -> str:
+    return STREAM_PREFIX + server_id
+
+
 def _fold(state: CredentialsState, event: events.Event, at: events.Envelope) -> CredentialsState:
     match event:
         case events.CredentialsInjected():

@@ -16,6 +16,11 @@ from projections.folds import Projection
 DEFAULT_SCOPE = "default"
 
 
+def breaker_stream_of(server_id: str | None) -> str:
+    """breaker-<server id>, or breaker-default: the breaker settings commanded for it."""
+    return f"breaker-{server_id or DEFAULT_SCOPE}"
+
+
 class BreakerSettings(BaseModel):
     """Settings as configured for one scope; None inherits."""
 

@@ -19,7 +19,6 @@ from projections.runner import ProjectionRunner
 from service import errors
 from service.docker.adapter import DockerAdapter
 from service.handling.causation import Causation
-from service.orchestration.replicas import server_stream
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class ConfigApplier:
     ) -> None:
         """`cause`: the position of the version it acts on."""
         await self._store.append(
-            server_stream(event.server_id),
+            containers.stream_of(event.server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=await self._causation.caused_by(cause),

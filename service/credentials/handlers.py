@@ -19,12 +19,7 @@ from service.credentials import values
 from service.handling import commands
 from service.handling.handlers import CommandContext, CommandMeta, replay_if_known
 
-STREAM_PREFIX = credentials.STREAM_PREFIX
 Source = Literal["request", "backend", "oauth", "expiry"]
-
-
-def stream_of(server_id: str) -> str:
-    return STREAM_PREFIX + server_id
 
 
 def keyed_request_hash(private: PrivateKey, method: str, path: str, body: bytes) -> str:
@@ -174,7 +169,7 @@ async def _append(
     answer: dict[str, Any],
 ) -> dict[str, Any]:
     """Append a command's event to the server's credentials stream, at its known version."""
-    stream = stream_of(event.server_id)
+    stream = credentials.stream_of(event.server_id)
     appended = await ctx.store.append(
         stream,
         [ctx.catalogue.to_new_event(event)],

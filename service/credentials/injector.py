@@ -22,7 +22,6 @@ from projections.runner import ProjectionRunner
 from service import errors
 from service.docker.adapter import DockerAdapter
 from service.handling.causation import Causation
-from service.orchestration.replicas import server_stream
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class CredentialInjector:
             key_ids=tuple(v.key_id for v in older),
         )
         await self._store.append(
-            server_stream(server_id),
+            containers.stream_of(server_id),
             [self._catalogue.to_new_event(retired)],
             None,
             metadata=await self._causation.caused_by(self._runner.position),
@@ -185,7 +184,7 @@ class CredentialInjector:
 
     async def _append(self, event: events.CredentialsApplied | events.CredentialsFailed) -> None:
         await self._store.append(
-            server_stream(event.server_id),
+            containers.stream_of(event.server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=await self._causation.caused_by(self._runner.position),

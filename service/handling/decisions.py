@@ -8,10 +8,6 @@ from service.container_policy import DEFAULT_POLICY, ContainerPolicy
 from service.handling import commands
 
 
-def breaker_stream(server_id: str | None) -> str:
-    return f"breaker-{server_id or health.DEFAULT_SCOPE}"
-
-
 def configure_breaker(
     current: health.BreakerSettings, command: commands.ConfigureBreaker
 ) -> events.CircuitBreakerConfigured:

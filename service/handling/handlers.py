@@ -68,7 +68,7 @@ async def configure_breaker(
     that fails makes the ones decided after it fail their version check and decide again on
     what the log really holds. (This relies on one service appending to its log, as DTMA is
     run; a write from elsewhere is still caught by the version check of the append it raced.)"""
-    stream = decisions.breaker_stream(command.mcp_server_id)
+    stream = health.breaker_stream_of(command.mcp_server_id)
     for attempt in range(ATTEMPTS):
         async with ctx.locks.held(stream):
             answer, appending = await _decide_breaker(ctx, command, meta, stream)
@@ -95,7 +95,7 @@ async def _decide_breaker(
     if command.mcp_server_id is None:
         config = health.effective(health.settings_of(event), None)
     else:
-        _, default = await _breaker_settings(ctx, decisions.breaker_stream(None))
+        _, default = await _breaker_settings(ctx, health.breaker_stream_of(None))
         config = health.effective(default, health.settings_of(event))
     answer = {"config": breaker_config_json(command.mcp_server_id, config)}
     appending = ctx.store.submit(

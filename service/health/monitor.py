@@ -35,7 +35,6 @@ from service import status
 from service.handling.causation import Actor, Causation
 from service.health import breaker, probes
 from service.health.replica_health import ReplicaProbes, observe
-from service.orchestration.replicas import server_stream
 from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
@@ -378,7 +377,7 @@ class HealthMonitor:
         cause = causation if causation is not None else self._runner.position
         metadata = await self._causation.caused_by(cause, actor)
         appended = await self._store.append(
-            server_stream(server_id),
+            containers.stream_of(server_id),
             [self._catalogue.to_new_event(event)],
             None,
             metadata=metadata,

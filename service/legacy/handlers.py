@@ -19,7 +19,6 @@ from service import errors
 from service.docker.adapter import DockerAdapter
 from service.handling import handlers
 from service.legacy import decisions as decide
-from service.orchestration.replicas import server_stream
 
 T = TypeVar("T")
 OUTCOME_S = 60.0  # how long a command waits for Docker to act on it
@@ -141,7 +140,7 @@ async def _started(ctx: handlers.CommandContext, name: str, server_id: str, afte
 
     async def outcome() -> Outcome | None:
         nonlocal cursor
-        for recorded in await ctx.store.read_all(cursor, stream_id=server_stream(server_id)):
+        for recorded in await ctx.store.read_all(cursor, stream_id=containers.stream_of(server_id)):
             cursor = recorded.position
             event = ctx.catalogue.decode(recorded)
             if isinstance(event, Outcome):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from eventstore.catalogue import Catalogue
 from eventstore.store import EventStore
-from projections import events
+from projections import containers, events
 from service.handling.causation import Causation
-from service.orchestration.replicas import server_stream
 
 
 class ActionLog:
@@ -18,7 +17,7 @@ class ActionLog:
         self.acted_on = 0  # the log's head the current pass read: the cause where no event is
 
     async def record(self, server_id: str, event: events.Event, cause: int | None = None) -> None:
-        await self.append(server_stream(server_id), event, cause=cause)
+        await self.append(containers.stream_of(server_id), event, cause=cause)
 
     async def record_group(self, group_id: str, event: events.Event) -> None:
         await self.append(f"network-{group_id}", event)

@@ -20,7 +20,7 @@ from service import errors
 from service.docker.adapter import DockerAdapter, DockerEvent
 from service.handling.causation import Causation
 from service.orchestration.reconciler import Reconciler
-from service.orchestration.replicas import removed_key, removed_outside, server_stream
+from service.orchestration.replicas import removed_key, removed_outside
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class DockerListener:
                 else:
                     key = f"docker:{docker_event.container_id}:die:{docker_event.time_nano}"
                 await self._store.append(
-                    server_stream(fact.server_id),
+                    containers.stream_of(fact.server_id),
                     [self._catalogue.to_new_event(fact)],
                     None,
                     idempotency_key=key,

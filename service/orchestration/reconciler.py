@@ -36,7 +36,6 @@ from service.orchestration.replicas import (
     removal_reason,
     removed_key,
     removed_outside,
-    server_stream,
     wanted_env,
 )
 from service.orchestration.starter import ReplicaStarter
@@ -328,7 +327,7 @@ class Reconciler:
                 cid = instance.container_id
                 if cid and instance.state != "failed" and cid not in present:
                     await self._log.append(
-                        server_stream(server_id),
+                        containers.stream_of(server_id),
                         removed_outside(server_id, instance.replica, cid),
                         idempotency_key=removed_key(cid),
                     )

@@ -26,10 +26,6 @@ def network_name(group_id: str) -> str:
     return f"dtma-{group_id}"
 
 
-def server_stream(server_id: str) -> str:
-    return f"server-{server_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Replica:
     """A container as the reconciler reads its labels."""

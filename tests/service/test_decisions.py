@@ -49,7 +49,7 @@ def test_a_command_without_a_server_configures_the_default_scope() -> None:
     event = decisions.configure_breaker(health.BreakerSettings(), command(failureThreshold=5))
 
     assert event.mcp_server_id is None
-    assert decisions.breaker_stream(None) == "breaker-default"
+    assert health.breaker_stream_of(None) == "breaker-default"
 
 
 def test_a_command_with_a_server_configures_that_server_only() -> None:
@@ -58,8 +58,8 @@ def test_a_command_with_a_server_configures_that_server_only() -> None:
     )
 
     assert event.mcp_server_id == "search"
-    assert decisions.breaker_stream("search") == "breaker-search"
-    assert decisions.breaker_stream("search") != decisions.breaker_stream(None)
+    assert health.breaker_stream_of("search") == "breaker-search"
+    assert health.breaker_stream_of("search") != health.breaker_stream_of(None)
 
 
 def test_the_last_configuration_of_a_stream_is_its_current_settings() -> None:
