@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 import migrations
+from eventstore.audit import Checkpointer
 from eventstore.errors import StoreUnavailableError
 from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
@@ -146,6 +147,21 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         await runner.stop()
 
 
+async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
+    """Signs checkpoints while the app runs, with the audit key from the key ring (created on
+    the first start, kept wrapped by the master key)."""
+    signer = await app[ring_key].audit_signer()
+    checkpointer = Checkpointer(app[store_key], signer, app[settings_key].checkpoint_every)
+    task = asyncio.create_task(
+        audit.CheckpointSigner(checkpointer, app[runner_key]).run(), name="dtma-checkpoint-signer"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def docker_context(app: web.Application) -> AsyncIterator[None]:
     async with DockerAdapter(app[settings_key].docker_host) as docker:
         app[docker_key] = docker
@@ -272,7 +288,7 @@ def create_app(settings: Settings) -> web.Application:
             tokens_context(configured),
             ring_context,
             runner_context,
-            audit.checkpoint_context,
+            checkpoint_context,
             docker_context,
             backend_context,
             supervisor_context,

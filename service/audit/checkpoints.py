@@ -4,19 +4,16 @@ chain every `DTMA_CHECKPOINT_EVERY` events while the service runs."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from aiohttp import web
 from nacl.signing import VerifyKey
 
 from eventstore.audit import AuditReport, ChainBrokenError, Checkpointer
 from eventstore.errors import StoreError
 from eventstore.signing import ALGORITHM, key_id_of, public_key_b64
 from projections.runner import ProjectionRunner
-from service.api.keys import ring_key, runner_key, settings_key, store_key
 
 logger = logging.getLogger(__name__)
 
@@ -107,19 +104,3 @@ class CheckpointSigner:
             logger.warning("could not sign a checkpoint now: %s", exc)
         except Exception:  # noqa: BLE001 - the signer must outlive its own bugs
             logger.exception("signing a checkpoint failed unexpectedly")
-
-
-async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
-    """Signs checkpoints while the app runs, with the audit key from the key ring (created on
-    the first start, kept wrapped by the master key)."""
-    signer = await app[ring_key].audit_signer()
-    every = app[settings_key].checkpoint_every
-    checkpointer = Checkpointer(app[store_key], signer, every)
-    task = asyncio.create_task(
-        CheckpointSigner(checkpointer, app[runner_key]).run(), name="dtma-checkpoint-signer"
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
