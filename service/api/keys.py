@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from eventstore.keyring import KeyRing
@@ -14,6 +12,7 @@ from eventstore.store import EventStore
 from projections.runner import ProjectionRunner
 from service.access.token_store import TokenTable
 from service.api.rendered import RenderedAt
+from service.api.stream_slots import StreamSlots
 from service.backend.client import BackendClient
 from service.docker.adapter import DockerAdapter
 from service.handling.handlers import CommandContext
@@ -21,10 +20,6 @@ from service.health.monitor import HealthMonitor
 from service.metrics import Metrics
 from service.orchestration.reconciler import Reconciler
 from service.settings import Settings
-
-if TYPE_CHECKING:
-    from service.api.routes import Route
-    from service.api.stream_slots import StreamSlots
 
 settings_key = web.AppKey("dtma.settings", Settings)
 store_key = web.AppKey("dtma.store", EventStore)
@@ -38,11 +33,6 @@ ring_key = web.AppKey("dtma.keyring", KeyRing)
 metrics_key = web.AppKey("dtma.metrics", Metrics)
 instance_key = web.AppKey("dtma.instance", str)  # this instance's id (service/instance.py)
 statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/status, per position
-# Every route with its description, as the route modules register them: the OpenAPI document's
-# source. (Route is imported for the annotation only: service.api.routes imports this module.)
-routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
-streams_key: web.AppKey[StreamSlots] = web.AppKey("dtma.streams")  # open SSE streams per token
-# (method, path template) -> the role a token needs there, None for a public route.
-roles_key: web.AppKey[dict[tuple[str, str], str | None]] = web.AppKey("dtma.roles")
+streams_key = web.AppKey("dtma.streams", StreamSlots)  # open SSE streams per token
 tokens_key = web.AppKey("dtma.tokens", TokenTable)  # the named tokens and their roles

@@ -14,7 +14,6 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from service.api import schemas
-from service.api.keys import roles_key, routes_key
 from service.api.wire import MAX_INTEGER
 from service.handling import commands
 
@@ -62,6 +61,13 @@ class Route:
         if self.public:
             return None
         return self.role or ("reader" if self.method == "GET" else "operator")
+
+
+# Every route with its description, as the route modules register them: the OpenAPI document's
+# source.
+routes_key: web.AppKey[list[Route]] = web.AppKey("dtma.routes")
+# (method, path template) -> the role a token needs there, None for a public route.
+roles_key: web.AppKey[dict[tuple[str, str], str | None]] = web.AppKey("dtma.roles")
 
 
 def register(app: web.Application, routes: tuple[Route, ...]) -> None:
@@ -138,5 +144,5 @@ REQUEST_ID = Param(
 COMMAND_HEADERS = (IDEMPOTENCY_KEY, REQUEST_ID)
 
 
-def path_id(description: str, name: str = "id") -> Param:
+def id_param(description: str, name: str = "id") -> Param:
     return Param(name, "path", ID_SCHEMA, description, required=True)
