@@ -11,10 +11,9 @@ from pydantic import Field
 from projections import config as read_model
 from projections import groups
 from service import errors
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import context_key, runner_key, settings_key
 from service.api.routes import Route
-from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.config import handlers as configuration
 from service.handling import commands
@@ -33,7 +32,7 @@ async def define_template(request: web.Request) -> web.Response:
 async def get_template(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    template_id = path_id(request)
+    template_id = wire.path_id(request)
     template = runner.state(read_model.PROJECTION).templates.get(template_id)
     if template is None:
         raise errors.NotFoundError(f"no config template {template_id!r}")
@@ -41,7 +40,7 @@ async def get_template(request: web.Request) -> web.Response:
 
 
 async def configure(request: web.Request) -> web.Response:
-    server_id = path_id(request)
+    server_id = wire.path_id(request)
     command, body = await read_command(request, commands.ConfigureServer)
     environment = request.app[settings_key].environment
     answer = await configuration.configure_server(
@@ -51,7 +50,7 @@ async def configure(request: web.Request) -> web.Response:
 
 
 async def rollback(request: web.Request) -> web.Response:
-    server_id = path_id(request)
+    server_id = wire.path_id(request)
     command, body = await read_command(request, commands.RollbackConfig)
     answer = await configuration.rollback_config(
         request.app[context_key], server_id, command, command_meta(request, body)
@@ -62,7 +61,7 @@ async def rollback(request: web.Request) -> web.Response:
 async def server_config(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    server_id = path_id(request)
+    server_id = wire.path_id(request)
     if server_id not in runner.state(groups.PROJECTION).servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     server = runner.state(read_model.PROJECTION).of(server_id)
@@ -120,8 +119,8 @@ class ServerConfigRead(schemas.Answer):
     position: int
 
 
-TEMPLATE_ID = routes.path_id("the config template's id")
-SERVER_ID = routes.path_id("the MCP server's id")
+TEMPLATE_ID = routes.id_param("the config template's id")
+SERVER_ID = routes.id_param("the MCP server's id")
 COMMAND_ERRORS = routes.failures(400, 401, 404, 409, 413, 422, 503)
 READ_ERRORS = routes.failures(401, 404, 422, 503, 504)
 

@@ -12,10 +12,9 @@ from aiohttp import web
 from projections import containers
 from projections import credentials as read_model
 from service import errors, outbound
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import backend_key, context_key, ring_key, runner_key, settings_key
 from service.api.routes import Route
-from service.api.servers import path_id
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.credentials import handlers as credentials
 from service.handling import commands, handlers
@@ -63,7 +62,7 @@ async def keyed_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    command = commands.RevokeCredentials(mcp_server_id=path_id(request))
+    command = commands.RevokeCredentials(mcp_server_id=wire.path_id(request))
     ring = request.app[ring_key]
     answer = await credentials.revoke(
         request.app[context_key], ring, command, command_meta(request, b"")
@@ -145,7 +144,7 @@ ROUTES = (
             **routes.ok("accepted: the versions revoked", schemas.CredentialsRevoked, ACCEPTED),
             **routes.failures(401, 404, 409, 422, 503),
         },
-        params=(routes.path_id("the MCP server's id"), *routes.COMMAND_HEADERS),
+        params=(routes.id_param("the MCP server's id"), *routes.COMMAND_HEADERS),
         tag="credentials",
         role="admin",
     ),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import errors, status
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import context_key, runner_key
 from service.api.routes import Route
-from service.api.servers import ACCEPTED, path_id
+from service.api.servers import ACCEPTED
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.handling import commands, handlers
 
@@ -22,7 +22,7 @@ async def create(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    group_id = path_id(request)
+    group_id = wire.path_id(request)
     models = status.ReadModels.of(runner)
     if group_id not in models.desired.groups:
         raise errors.NotFoundError(f"no container group {group_id!r}")
@@ -31,18 +31,18 @@ async def read(request: web.Request) -> web.Response:
 
 
 async def restart(request: web.Request) -> web.Response:
-    command = commands.RestartGroup(group_id=path_id(request))
+    command = commands.RestartGroup(group_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
     return web.json_response(answer, status=ACCEPTED)
 
 
 async def remove(request: web.Request) -> web.Response:
-    command = commands.RemoveGroup(group_id=path_id(request))
+    command = commands.RemoveGroup(group_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
     return web.json_response(answer, status=ACCEPTED)
 
 
-GROUP_ID = routes.path_id("the container group's id")
+GROUP_ID = routes.id_param("the container group's id")
 COMMAND_ERRORS = routes.failures(401, 404, 409, 422, 503)
 
 ROUTES = (

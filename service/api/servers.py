@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from service import errors, status
-from service.api import deploy_guard, routes, schemas
+from service.api import deploy_guard, routes, schemas, wire
 from service.api.keys import context_key, runner_key, statuses_key
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
@@ -92,7 +92,7 @@ def settled(server: dict[str, Any]) -> bool:
 
 
 async def remove(request: web.Request) -> web.Response:
-    command = commands.RemoveServer(mcp_server_id=path_id(request))
+    command = commands.RemoveServer(mcp_server_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
     return web.json_response(answer, status=ACCEPTED)
 
@@ -114,26 +114,13 @@ async def all_statuses(request: web.Request) -> web.Response:
 async def one_status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    server_id = path_id(request)
+    server_id = wire.path_id(request)
     models = status.ReadModels.of(runner)
     if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     return web.json_response(
         {**status.server_status(models, server_id), "position": runner.position}
     )
-
-
-def path_id(request: web.Request) -> str:
-    """The `{id}` of the path, held to the id pattern like any id in a body."""
-    value = request.match_info["id"]
-    try:
-        commands.RemoveGroup(group_id=value)
-    except ValueError:
-        raise errors.ValidationFailedError(
-            "ids match ^[a-z0-9][a-z0-9-]{0,62}$",
-            details=[{"field": "id", "message": "must match ^[a-z0-9][a-z0-9-]{0,62}$"}],
-        ) from None
-    return value
 
 
 WAIT = (
@@ -150,7 +137,7 @@ WAIT = (
         "with wait=true, milliseconds to wait before 504 (default 60000)",
     ),
 )
-SERVER_ID = routes.path_id("the MCP server's id")
+SERVER_ID = routes.id_param("the MCP server's id")
 READ_ERRORS = routes.failures(401, 422, 503, 504)
 
 ROUTES = (

@@ -15,7 +15,7 @@ from service import errors
 from service.api import json_limits
 from service.api.keys import runner_key, settings_key
 from service.api.middlewares import actor_key, validation_error
-from service.handling import handlers
+from service.handling import commands, handlers
 
 M = TypeVar("M", bound=BaseModel)
 MIN_POSITION_WAIT_S = 5.0
@@ -108,3 +108,16 @@ def _request_id(request: web.Request) -> str | None:
     """The caller's X-Request-ID, if it is short and printable enough to store."""
     given = request.headers.get("X-Request-ID", "")
     return given if 0 < len(given) <= MAX_IDEMPOTENCY_KEY and given.isprintable() else None
+
+
+def path_id(request: web.Request) -> str:
+    """The `{id}` of the path, held to the id pattern like any id in a body."""
+    value = request.match_info["id"]
+    try:
+        commands.RemoveGroup(group_id=value)
+    except ValueError:
+        raise errors.ValidationFailedError(
+            "ids match ^[a-z0-9][a-z0-9-]{0,62}$",
+            details=[{"field": "id", "message": "must match ^[a-z0-9][a-z0-9-]{0,62}$"}],
+        ) from None
+    return value
