@@ -27,7 +27,7 @@ from tests.acceptance.test_health import (
 )
 from tests.acceptance.test_orchestration import containers_of, until_running
 from tests.conftest import AUTH
-from tests.service.test_probes import logs_of
+from tests.service.health.test_probes import logs_of
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker

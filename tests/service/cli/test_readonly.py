@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 import migrations
 from eventstore.records import NewEvent
 from eventstore.store import create_engine
-from tests.service.test_cli import COMMAND_TIMEOUT_S, DTMA, Finished, head_revision
-from tests.service.test_cli import run_command as run
+from tests.service.cli.test_main import COMMAND_TIMEOUT_S, DTMA, Finished, head_revision
+from tests.service.cli.test_main import run_command as run
 from tests.support.databases import open_migrated_store, postgres_required
 from tests.support.ports import free_port
 

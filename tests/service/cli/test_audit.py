@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 from eventstore import audit, keyring
 from eventstore.records import NewEvent
 from eventstore.signing import Signer
-from tests.service import test_cli as cli
-from tests.service.test_cli import Finished, Log
+from tests.service.cli import test_main as cli
+from tests.service.cli.test_main import Finished, Log
 from tests.support.databases import fresh_postgres_database, open_migrated_store
 
 Dtma = Callable[..., Awaitable[Finished]]

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.test_cli import DTMA, SCRUBBED, run_command
+from tests.service.cli.test_main import DTMA, SCRUBBED, run_command
 
 Run = Callable[..., Awaitable[tuple[int, str, str]]]
 

@@ -12,7 +12,7 @@ from projections import config
 from service import errors
 from service.config import decisions as decide
 from service.handling import commands
-from tests.service.test_config_decisions import desired, with_template
+from tests.service.config.test_decisions import desired, with_template
 
 EVIL = "^(a+)+$"
 # Python's `re` takes about 5 s for 28 characters of this, twice as long for each one more.
