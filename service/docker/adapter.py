@@ -7,10 +7,6 @@ aiodocker. Every aiodocker or connection error becomes a service error in
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-import secrets
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import replace
@@ -56,7 +52,6 @@ __all__ = [
     "hardened_host_config",
 ]
 
-BUILD_LOG_TAIL_LINES = 20
 INSPECT_CONCURRENCY = 8
 
 
@@ -98,29 +93,7 @@ class DockerAdapter(ContainerFiles):
                 raise DockerUnavailableError("no usable Docker engine address") from exc
         return self._client
 
-    async def ping(self) -> None:
-        """Raise `DockerUnavailableError` unless the engine answers."""
-        await self.version()
-
-    async def version(self) -> dict[str, Any]:
-        with translated("ask the Docker engine for its version"):
-            version: dict[str, Any] = await self._docker().version()
-        return version
-
     # Images
-
-    async def build_image(self, tag: str, context_tar: bytes) -> None:
-        """Build `tag` from a tar (plain or gzipped) holding a Dockerfile.
-
-        The engine pulls a FROM image it lacks: build FROM scratch or from local images.
-        """
-        log: deque[str] = deque(maxlen=BUILD_LOG_TAIL_LINES)
-        build = self._docker().images.build(
-            fileobj=io.BytesIO(context_tar), encoding="identity", tag=tag, stream=True, rm=True
-        )
-        with translated(f"build image {tag}", log_tail=log):
-            async for chunk in build:
-                log.append(str(chunk.get("stream", "")))
 
     async def inspect_image(self, tag: str) -> dict[str, Any]:
         with translated(f"inspect image {tag}", missing=f"image {tag}"):
@@ -172,11 +145,6 @@ class DockerAdapter(ContainerFiles):
             details = await self._docker().containers.container(container_id).show()
         return published_port(details)
 
-    async def stop_container(self, container_id: str, timeout_s: int = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout_s` seconds; a stopped container is fine."""
-        with translated(f"stop container {container_id[:12]}"):
-            await self._docker().containers.container(container_id).stop(t=timeout_s)
-
     async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
         """Send `signal`; a container that is not running is a `DockerConflictError`."""
         with translated(f"kill container {container_id[:12]}"):
@@ -199,14 +167,6 @@ class DockerAdapter(ContainerFiles):
         with translated(f"inspect container {short}", missing=f"container {short}"):
             details = await self._docker().containers.container(container_id).show()
         return container_info(details)
-
-    async def inspect_raw(self, container_id: str) -> str:
-        """Everything `docker inspect` shows of the container, as JSON text (for audits and
-        tests that must find no secret there)."""
-        short = container_id[:12]
-        with translated(f"inspect container {short}", missing=f"container {short}"):
-            details = await self._docker().containers.container(container_id).show()
-        return json.dumps(details)
 
     async def list_managed(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """Every container labelled `dtma.managed=true` (and all of `labels`), running or not,
@@ -233,17 +193,6 @@ class DockerAdapter(ContainerFiles):
             found = await self._docker().containers.list(all=True, filters=_label_filters(labels))
         return [container.id for container in found]
 
-    async def remove_containers(self, labels: Mapping[str, str]) -> int:
-        """Force-remove every container carrying all of `labels`; return how many went."""
-        removed = 0
-        for container_id in await self.list_container_ids(labels):
-            try:
-                await self._remove(container_id)
-            except DockerNotFoundError:
-                continue  # gone in the meantime: not ours to count
-            removed += 1
-        return removed
-
     async def _remove(self, container_id: str) -> None:
         short = container_id[:12]
         with translated(f"remove container {short}", missing=f"container {short}"):
@@ -269,52 +218,6 @@ class DockerAdapter(ContainerFiles):
         finally:
             await self.remove_container(container_id)
         return exit_code, "".join(output)
-
-    async def run_to_completion(
-        self, image: str, command: list[str], labels: dict[str, str], timeout_s: float = 60
-    ) -> tuple[int, str]:
-        """`run_container_to_completion` of a hardened container named by Docker's rules."""
-        spec = ContainerSpec(
-            name=f"dtma-run-{secrets.token_hex(6)}", image=image, labels=labels, command=command
-        )
-        return await self.run_container_to_completion(spec, timeout_s)
-
-    async def run_detached(
-        self,
-        *,
-        name: str,
-        image: str,
-        labels: dict[str, str],
-        env: dict[str, str] | None = None,
-        container_port: int = 8000,
-        memory_mb: int | None = None,
-    ) -> tuple[str, int]:
-        """Create and start a hardened container; return its id and its published host port.
-
-        A container that does not start, or stops before its port is known, is removed.
-        """
-        spec = ContainerSpec(
-            name=name,
-            image=image,
-            labels=labels,
-            env=env or {},
-            container_port=container_port,
-            memory_mb=memory_mb,
-        )
-        container_id = await self.create_container(spec)
-        try:
-            port = await self.start_container(container_id)
-            if port is None:
-                info = await self.inspect_container(container_id)
-                raise DockerOperationError(
-                    f"container {name} has no host port for {container_port}/tcp "
-                    f"(status {info.state}, exit code {info.exit_code})"
-                )
-        except BaseException:
-            with suppress(errors.ServiceError):
-                await self._remove(container_id)
-            raise
-        return container_id, port
 
     # Networks
 

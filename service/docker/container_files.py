@@ -1,6 +1,6 @@
-"""Files in containers, for the Docker adapter: secrets on /run/secrets written, read and
-removed by the container's own shell as its user, or through Docker's archive API in images
-without one; plain files (configuration) through the archive API."""
+"""Files in containers, for the Docker adapter: secrets on /run/secrets written and removed by
+the container's own shell as its user, or through Docker's archive API in images without one;
+plain files (configuration) through the archive API."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from aiodocker.containers import DockerContainer
 
 from service import errors
 from service.docker import files as docker_files
-from service.docker.errors import DockerNotFoundError, DockerOperationError, translated
-from service.docker.objects import ContainerInfo
+from service.docker.errors import DockerOperationError, translated
 
 SCRIPT_TIMEOUT_S = 30
 REMEMBERED_CONTAINERS = 4096  # container -> image entries kept (ids are never reused)
@@ -29,9 +28,6 @@ class ContainerFiles:
         self._images: dict[str, str] = {}  # container id -> its image, oldest first
 
     def _docker(self) -> aiodocker.Docker:
-        raise NotImplementedError
-
-    async def inspect_container(self, container_id: str) -> ContainerInfo:
         raise NotImplementedError
 
     async def _shell_in(self, container: DockerContainer) -> bool:
@@ -93,20 +89,6 @@ class ContainerFiles:
         await self._put_secret(action, container_id, name, b"", mode=0)
         return False
 
-    async def read_file(self, container_id: str, path: str) -> bytes | None:
-        """The regular file at the absolute `path` as the container's user sees it, tmpfs
-        mounts included; None when there is none. Without a shell, through the archive API,
-        which sees the image and the writable layer but no tmpfs."""
-        if not PurePosixPath(path).is_absolute():
-            raise ValueError("the path of a file in a container must be absolute")
-        action = f"read {path} in container {container_id[:12]}"
-        result = await self._run_script(action, container_id, docker_files.READ_SCRIPT, path)
-        if result.shell_missing:
-            return await self._read_archived(action, container_id, path)
-        if result.started and result.exit_code == docker_files.ABSENT:
-            return None
-        return _checked(result, action).stdout
-
     async def write_file(
         self, container_id: str, path: str, content: bytes, mode: int = 0o644
     ) -> None:
@@ -156,15 +138,6 @@ class ContainerFiles:
             if (ids := await docker_files.container_owner(container, details)) is None:
                 raise DockerOperationError(f"cannot {action}: its user is not in /etc/passwd")
             await docker_files.put_secret(container, name, content, mode=mode, owner=ids)
-
-    async def _read_archived(self, action: str, container_id: str, path: str) -> bytes | None:
-        container = self._docker().containers.container(container_id)
-        try:
-            with translated(action):
-                return await docker_files.read_archived(container, path)
-        except DockerNotFoundError:
-            await self.inspect_container(container_id)  # raises if the container is gone
-            return None
 
 
 def _checked(result: docker_files.ScriptResult, action: str) -> docker_files.ScriptResult:
