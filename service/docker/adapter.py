@@ -1,7 +1,6 @@
-"""The Docker adapter: with the other `service.docker_*` modules, the only code that imports
-aiodocker. Every aiodocker or connection error becomes a service error in
-`docker_errors.translated`. Callers see plain values (`service.docker_objects`,
-`service.docker_events`), never aiodocker's; files in containers are in `docker_container_files`.
+"""The Docker adapter: with the rest of `service.docker`, the only code that imports aiodocker.
+Every aiodocker or connection error becomes a service error in `errors.translated`. Callers see
+plain values (`objects`, `events`), never aiodocker's; files in containers are `container_files`'.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import aiodocker
 from aiodocker.containers import DockerContainer
 
 from service import errors
-from service.docker.container_files import ContainerFiles
+from service.docker import container_files
 from service.docker.errors import (
     DockerConflictError,
     DockerNotFoundError,
@@ -61,13 +60,13 @@ def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
 
-class DockerAdapter(ContainerFiles):
+class DockerAdapter:
     """A Docker engine client; it connects on first use and `close()` releases it."""
 
     def __init__(self, url: str | None = None) -> None:
-        super().__init__()
         self._url = url
         self._client: aiodocker.Docker | None = None
+        self._files = container_files.ContainerFiles(self._docker)
 
     async def __aenter__(self) -> Self:
         return self
@@ -115,24 +114,24 @@ class DockerAdapter(ContainerFiles):
         Nothing is pulled: an absent image is a `DockerNotFoundError` naming it. A name in use
         is a `DockerConflictError`. An absent network shows only when the container starts.
         """
-        action = f"create container {spec.name} from image {spec.image}"
-        if spec.secrets_tmpfs and self._shells.get(spec.image) is False:
+        if spec.secrets_tmpfs and self._files.known_shell(spec.image) is False:
             spec = replace(spec, secrets_tmpfs=False)
+        container_id = await self._create(spec)
+        # The archive API, the only way into an image without a shell, cannot reach a tmpfs:
+        # look (once per image) and make such a container again without one. The answer is
+        # asked for again after the create: a concurrent create may have learnt it.
+        if spec.secrets_tmpfs and not await self._files.image_has_shell(container_id, spec.image):
+            await self.remove_container(container_id)
+            container_id = await self._create(replace(spec, secrets_tmpfs=False))
+        return container_id
+
+    async def _create(self, spec: ContainerSpec) -> str:
+        action = f"create container {spec.name} from image {spec.image}"
         with translated(action, missing=f"image {spec.image}"):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )
-        if spec.secrets_tmpfs:
-            # The archive API, the only way into an image without a shell, cannot reach a
-            # tmpfs: look (once per image) and make such a container again without one. The
-            # answer is read again after the create: a concurrent create may have learnt it.
-            has_shell = self._shells.get(spec.image)
-            if has_shell is None:
-                has_shell = self._shells[spec.image] = await self._has_shell(container)
-            if not has_shell:
-                await self.remove_container(container.id)
-                return await self.create_container(replace(spec, secrets_tmpfs=False))
-        return container.id
+        return str(container.id)
 
     async def start_container(self, container_id: str) -> int | None:
         """Start a container; return the loopback port its published port got.
@@ -218,6 +217,20 @@ class DockerAdapter(ContainerFiles):
         finally:
             await self.remove_container(container_id)
         return exit_code, "".join(output)
+
+    # Files in containers
+
+    async def write_secret_file(self, container_id: str, name: str, content: bytes) -> None:
+        """See `ContainerFiles.write_secret_file`."""
+        await self._files.write_secret_file(container_id, name, content)
+
+    async def remove_secret_file(self, container_id: str, name: str) -> bool:
+        """See `ContainerFiles.remove_secret_file`."""
+        return await self._files.remove_secret_file(container_id, name)
+
+    async def write_config(self, container_id: str, configuration: Mapping[str, Any]) -> None:
+        """See `ContainerFiles.write_config`."""
+        await self._files.write_config(container_id, configuration)
 
     # Networks
 

@@ -5,7 +5,7 @@ plain files (configuration) through the archive API."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -21,14 +21,25 @@ REMEMBERED_CONTAINERS = 4096  # container -> image entries kept (ids are never r
 
 
 class ContainerFiles:
-    """The adapter's file operations (a mixin: `DockerAdapter` gives it its client)."""
+    """The adapter's file operations, on the client `docker` returns (the adapter's, made on
+    first use); it also remembers which images have a shell."""
 
-    def __init__(self) -> None:
+    def __init__(self, docker: Callable[[], aiodocker.Docker]) -> None:
+        self._docker = docker
         self._shells: dict[str, bool] = {}  # image -> whether it has /bin/sh
         self._images: dict[str, str] = {}  # container id -> its image, oldest first
 
-    def _docker(self) -> aiodocker.Docker:
-        raise NotImplementedError
+    def known_shell(self, image: str) -> bool | None:
+        """Whether `image` has /bin/sh, if that has been learnt already."""
+        return self._shells.get(image)
+
+    async def image_has_shell(self, container_id: str, image: str) -> bool:
+        """Whether `image` has /bin/sh, looked for (once per image) in its container
+        `container_id`."""
+        if (has_shell := self._shells.get(image)) is None:
+            container = self._docker().containers.container(container_id)
+            has_shell = self._shells[image] = await self._has_shell(container)
+        return has_shell
 
     async def _shell_in(self, container: DockerContainer) -> bool:
         """Whether the container's image has /bin/sh, looked up once per image (and a
