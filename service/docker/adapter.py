@@ -1,16 +1,11 @@
-"""The Docker adapter: with the other `service.docker_*` modules, the only code that imports
-aiodocker. Every aiodocker or connection error becomes a service error in
-`docker_errors.translated`. Callers see plain values (`service.docker_objects`,
-`service.docker_events`), never aiodocker's; files in containers are in `docker_container_files`.
+"""The Docker adapter: with the rest of `service.docker`, the only code that imports aiodocker.
+Every aiodocker or connection error becomes a service error in `errors.translated`. Callers see
+plain values (`objects`, `events`), never aiodocker's; files in containers are `container_files`'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-import secrets
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import replace
@@ -21,7 +16,7 @@ import aiodocker
 from aiodocker.containers import DockerContainer
 
 from service import errors
-from service.docker.container_files import ContainerFiles
+from service.docker import container_files
 from service.docker.errors import (
     DockerConflictError,
     DockerNotFoundError,
@@ -56,7 +51,6 @@ __all__ = [
     "hardened_host_config",
 ]
 
-BUILD_LOG_TAIL_LINES = 20
 INSPECT_CONCURRENCY = 8
 
 
@@ -66,13 +60,13 @@ def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
 
-class DockerAdapter(ContainerFiles):
+class DockerAdapter:
     """A Docker engine client; it connects on first use and `close()` releases it."""
 
     def __init__(self, url: str | None = None) -> None:
-        super().__init__()
         self._url = url
         self._client: aiodocker.Docker | None = None
+        self._files = container_files.ContainerFiles(self._docker)
 
     async def __aenter__(self) -> Self:
         return self
@@ -98,29 +92,7 @@ class DockerAdapter(ContainerFiles):
                 raise DockerUnavailableError("no usable Docker engine address") from exc
         return self._client
 
-    async def ping(self) -> None:
-        """Raise `DockerUnavailableError` unless the engine answers."""
-        await self.version()
-
-    async def version(self) -> dict[str, Any]:
-        with translated("ask the Docker engine for its version"):
-            version: dict[str, Any] = await self._docker().version()
-        return version
-
     # Images
-
-    async def build_image(self, tag: str, context_tar: bytes) -> None:
-        """Build `tag` from a tar (plain or gzipped) holding a Dockerfile.
-
-        The engine pulls a FROM image it lacks: build FROM scratch or from local images.
-        """
-        log: deque[str] = deque(maxlen=BUILD_LOG_TAIL_LINES)
-        build = self._docker().images.build(
-            fileobj=io.BytesIO(context_tar), encoding="identity", tag=tag, stream=True, rm=True
-        )
-        with translated(f"build image {tag}", log_tail=log):
-            async for chunk in build:
-                log.append(str(chunk.get("stream", "")))
 
     async def inspect_image(self, tag: str) -> dict[str, Any]:
         with translated(f"inspect image {tag}", missing=f"image {tag}"):
@@ -142,24 +114,24 @@ class DockerAdapter(ContainerFiles):
         Nothing is pulled: an absent image is a `DockerNotFoundError` naming it. A name in use
         is a `DockerConflictError`. An absent network shows only when the container starts.
         """
-        action = f"create container {spec.name} from image {spec.image}"
-        if spec.secrets_tmpfs and self._shells.get(spec.image) is False:
+        if spec.secrets_tmpfs and self._files.known_shell(spec.image) is False:
             spec = replace(spec, secrets_tmpfs=False)
+        container_id = await self._create(spec)
+        # The archive API, the only way into an image without a shell, cannot reach a tmpfs:
+        # look (once per image) and make such a container again without one. The answer is
+        # asked for again after the create: a concurrent create may have learnt it.
+        if spec.secrets_tmpfs and not await self._files.image_has_shell(container_id, spec.image):
+            await self.remove_container(container_id)
+            container_id = await self._create(replace(spec, secrets_tmpfs=False))
+        return container_id
+
+    async def _create(self, spec: ContainerSpec) -> str:
+        action = f"create container {spec.name} from image {spec.image}"
         with translated(action, missing=f"image {spec.image}"):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )
-        if spec.secrets_tmpfs:
-            # The archive API, the only way into an image without a shell, cannot reach a
-            # tmpfs: look (once per image) and make such a container again without one. The
-            # answer is read again after the create: a concurrent create may have learnt it.
-            has_shell = self._shells.get(spec.image)
-            if has_shell is None:
-                has_shell = self._shells[spec.image] = await self._has_shell(container)
-            if not has_shell:
-                await self.remove_container(container.id)
-                return await self.create_container(replace(spec, secrets_tmpfs=False))
-        return container.id
+        return str(container.id)
 
     async def start_container(self, container_id: str) -> int | None:
         """Start a container; return the loopback port its published port got.
@@ -171,11 +143,6 @@ class DockerAdapter(ContainerFiles):
             await self._docker().containers.container(container_id).start()
             details = await self._docker().containers.container(container_id).show()
         return published_port(details)
-
-    async def stop_container(self, container_id: str, timeout_s: int = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout_s` seconds; a stopped container is fine."""
-        with translated(f"stop container {container_id[:12]}"):
-            await self._docker().containers.container(container_id).stop(t=timeout_s)
 
     async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
         """Send `signal`; a container that is not running is a `DockerConflictError`."""
@@ -199,14 +166,6 @@ class DockerAdapter(ContainerFiles):
         with translated(f"inspect container {short}", missing=f"container {short}"):
             details = await self._docker().containers.container(container_id).show()
         return container_info(details)
-
-    async def inspect_raw(self, container_id: str) -> str:
-        """Everything `docker inspect` shows of the container, as JSON text (for audits and
-        tests that must find no secret there)."""
-        short = container_id[:12]
-        with translated(f"inspect container {short}", missing=f"container {short}"):
-            details = await self._docker().containers.container(container_id).show()
-        return json.dumps(details)
 
     async def list_managed(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """Every container labelled `dtma.managed=true` (and all of `labels`), running or not,
@@ -232,17 +191,6 @@ class DockerAdapter(ContainerFiles):
         with translated("list containers"):
             found = await self._docker().containers.list(all=True, filters=_label_filters(labels))
         return [container.id for container in found]
-
-    async def remove_containers(self, labels: Mapping[str, str]) -> int:
-        """Force-remove every container carrying all of `labels`; return how many went."""
-        removed = 0
-        for container_id in await self.list_container_ids(labels):
-            try:
-                await self._remove(container_id)
-            except DockerNotFoundError:
-                continue  # gone in the meantime: not ours to count
-            removed += 1
-        return removed
 
     async def _remove(self, container_id: str) -> None:
         short = container_id[:12]
@@ -270,51 +218,19 @@ class DockerAdapter(ContainerFiles):
             await self.remove_container(container_id)
         return exit_code, "".join(output)
 
-    async def run_to_completion(
-        self, image: str, command: list[str], labels: dict[str, str], timeout_s: float = 60
-    ) -> tuple[int, str]:
-        """`run_container_to_completion` of a hardened container named by Docker's rules."""
-        spec = ContainerSpec(
-            name=f"dtma-run-{secrets.token_hex(6)}", image=image, labels=labels, command=command
-        )
-        return await self.run_container_to_completion(spec, timeout_s)
+    # Files in containers
 
-    async def run_detached(
-        self,
-        *,
-        name: str,
-        image: str,
-        labels: dict[str, str],
-        env: dict[str, str] | None = None,
-        container_port: int = 8000,
-        memory_mb: int | None = None,
-    ) -> tuple[str, int]:
-        """Create and start a hardened container; return its id and its published host port.
+    async def write_secret_file(self, container_id: str, name: str, content: bytes) -> None:
+        """See `ContainerFiles.write_secret_file`."""
+        await self._files.write_secret_file(container_id, name, content)
 
-        A container that does not start, or stops before its port is known, is removed.
-        """
-        spec = ContainerSpec(
-            name=name,
-            image=image,
-            labels=labels,
-            env=env or {},
-            container_port=container_port,
-            memory_mb=memory_mb,
-        )
-        container_id = await self.create_container(spec)
-        try:
-            port = await self.start_container(container_id)
-            if port is None:
-                info = await self.inspect_container(container_id)
-                raise DockerOperationError(
-                    f"container {name} has no host port for {container_port}/tcp "
-                    f"(status {info.state}, exit code {info.exit_code})"
-                )
-        except BaseException:
-            with suppress(errors.ServiceError):
-                await self._remove(container_id)
-            raise
-        return container_id, port
+    async def remove_secret_file(self, container_id: str, name: str) -> bool:
+        """See `ContainerFiles.remove_secret_file`."""
+        return await self._files.remove_secret_file(container_id, name)
+
+    async def write_config(self, container_id: str, configuration: Mapping[str, Any]) -> None:
+        """See `ContainerFiles.write_config`."""
+        await self._files.write_config(container_id, configuration)
 
     # Networks
 

@@ -1,11 +1,11 @@
-"""Files in containers, for the Docker adapter: secrets on /run/secrets written, read and
-removed by the container's own shell as its user, or through Docker's archive API in images
-without one; plain files (configuration) through the archive API."""
+"""Files in containers, for the Docker adapter: secrets on /run/secrets written and removed by
+the container's own shell as its user, or through Docker's archive API in images without one;
+plain files (configuration) through the archive API."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,25 +14,32 @@ from aiodocker.containers import DockerContainer
 
 from service import errors
 from service.docker import files as docker_files
-from service.docker.errors import DockerNotFoundError, DockerOperationError, translated
-from service.docker.objects import ContainerInfo
+from service.docker.errors import DockerOperationError, translated
 
 SCRIPT_TIMEOUT_S = 30
 REMEMBERED_CONTAINERS = 4096  # container -> image entries kept (ids are never reused)
 
 
 class ContainerFiles:
-    """The adapter's file operations (a mixin: `DockerAdapter` gives it its client)."""
+    """The adapter's file operations, on the client `docker` returns (the adapter's, made on
+    first use); it also remembers which images have a shell."""
 
-    def __init__(self) -> None:
+    def __init__(self, docker: Callable[[], aiodocker.Docker]) -> None:
+        self._docker = docker
         self._shells: dict[str, bool] = {}  # image -> whether it has /bin/sh
         self._images: dict[str, str] = {}  # container id -> its image, oldest first
 
-    def _docker(self) -> aiodocker.Docker:
-        raise NotImplementedError
+    def known_shell(self, image: str) -> bool | None:
+        """Whether `image` has /bin/sh, if that has been learnt already."""
+        return self._shells.get(image)
 
-    async def inspect_container(self, container_id: str) -> ContainerInfo:
-        raise NotImplementedError
+    async def image_has_shell(self, container_id: str, image: str) -> bool:
+        """Whether `image` has /bin/sh, looked for (once per image) in its container
+        `container_id`."""
+        if (has_shell := self._shells.get(image)) is None:
+            container = self._docker().containers.container(container_id)
+            has_shell = self._shells[image] = await self._has_shell(container)
+        return has_shell
 
     async def _shell_in(self, container: DockerContainer) -> bool:
         """Whether the container's image has /bin/sh, looked up once per image (and a
@@ -93,20 +100,6 @@ class ContainerFiles:
         await self._put_secret(action, container_id, name, b"", mode=0)
         return False
 
-    async def read_file(self, container_id: str, path: str) -> bytes | None:
-        """The regular file at the absolute `path` as the container's user sees it, tmpfs
-        mounts included; None when there is none. Without a shell, through the archive API,
-        which sees the image and the writable layer but no tmpfs."""
-        if not PurePosixPath(path).is_absolute():
-            raise ValueError("the path of a file in a container must be absolute")
-        action = f"read {path} in container {container_id[:12]}"
-        result = await self._run_script(action, container_id, docker_files.READ_SCRIPT, path)
-        if result.shell_missing:
-            return await self._read_archived(action, container_id, path)
-        if result.started and result.exit_code == docker_files.ABSENT:
-            return None
-        return _checked(result, action).stdout
-
     async def write_file(
         self, container_id: str, path: str, content: bytes, mode: int = 0o644
     ) -> None:
@@ -156,15 +149,6 @@ class ContainerFiles:
             if (ids := await docker_files.container_owner(container, details)) is None:
                 raise DockerOperationError(f"cannot {action}: its user is not in /etc/passwd")
             await docker_files.put_secret(container, name, content, mode=mode, owner=ids)
-
-    async def _read_archived(self, action: str, container_id: str, path: str) -> bytes | None:
-        container = self._docker().containers.container(container_id)
-        try:
-            with translated(action):
-                return await docker_files.read_archived(container, path)
-        except DockerNotFoundError:
-            await self.inspect_container(container_id)  # raises if the container is gone
-            return None
 
 
 def _checked(result: docker_files.ScriptResult, action: str) -> docker_files.ScriptResult:

@@ -3,7 +3,7 @@ errors in `translated`, and nowhere else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiodocker
@@ -30,17 +30,15 @@ class DockerOperationError(errors.ServiceError):
 
 
 @contextmanager
-def translated(
-    action: str, *, missing: str | None = None, log_tail: Iterable[str] = ()
-) -> Iterator[None]:
+def translated(action: str, *, missing: str | None = None) -> Iterator[None]:
     """Turn aiodocker's and aiohttp's errors during `action` into service errors.
 
-    `missing` names what a 404 means ("image x:1"); `log_tail` is appended to other failures.
+    `missing` names what a 404 means ("image x:1").
     """
     try:
         yield
     except aiodocker.DockerError as exc:
-        raise service_error(exc, action, missing, log_tail) from exc
+        raise service_error(exc, action, missing) from exc
     except (
         aiohttp.ClientConnectionError,
         aiohttp.ClientPayloadError,  # a stream cut short
@@ -51,7 +49,7 @@ def translated(
 
 
 def service_error(
-    exc: aiodocker.DockerError, action: str, missing: str | None, log_tail: Iterable[str]
+    exc: aiodocker.DockerError, action: str, missing: str | None
 ) -> errors.ServiceError:
     if exc.status == 900:
         return DockerUnavailableError(f"cannot {action}: the Docker engine is unreachable")
@@ -63,5 +61,4 @@ def service_error(
         )
     if exc.status in (403, 409):  # 403: not in this state (a network in use, a built-in one)
         return DockerConflictError(f"cannot {action}: {exc.message}")
-    tail = "".join(log_tail).rstrip()
-    return DockerOperationError(f"cannot {action}: {exc.message}" + (f"\n{tail}" if tail else ""))
+    return DockerOperationError(f"cannot {action}: {exc.message}")

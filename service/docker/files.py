@@ -26,7 +26,6 @@ SECRET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SCRIPT_NAME = "dtma-secret"  # the scripts' $0, what `ps` shows
 SHELL_MISSING = ("executable file not found", "no such file or directory")
 STDOUT = 1
-ABSENT = 3  # READ_SCRIPT's exit code when there is no regular file at the path
 
 # $1 is the file's name (checked: a plain name). Stdin is "<length>\n<bytes>": an input cut short
 # (the connection lost) fails the length check and replaces nothing. The old file goes only when
@@ -47,7 +46,6 @@ WRITE_SCRIPT = "; ".join(
     ]
 )
 REMOVE_SCRIPT = f'rm -f "{SECRETS_DIR}/$1"'
-READ_SCRIPT = f'[ -f "$1" ] || exit {ABSENT}; exec cat "$1"'
 
 
 def check_secret_name(name: str) -> None:

@@ -24,7 +24,7 @@ from service import instance as instances
 from service.backoff import Backoff
 from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerInfo, DockerAdapter
-from service.orchestration import adoption
+from service.orchestration import adoption, rollouts
 from service.orchestration.action_log import ActionLog
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
@@ -231,52 +231,13 @@ class Reconciler:
                 key = (replica.server_id, replica.replica)
                 reason = "exited" if may and self._backoff.try_now(key, self._now()) else None
             if reason is None:
-                reason = self._rolling_reason(models, replica, actual)
+                reason = rollouts.rolling_reason(models, replica, actual, self._rolling)
             if reason is None:
                 kept.append(replica)
                 continue
             server = models.desired.servers.get(replica.server_id)
             await self._remove(replica, reason, server.changed_at if server else None)
         return kept
-
-    def _rolling_reason(
-        self, models: ReadModels, replica: Replica, actual: list[Replica]
-    ) -> str | None:
-        """Env credentials changed (or were revoked): a replica's container goes once its
-        successor, the same replica with the wanted environment started beside it, is healthy.
-        A server with fixed host ports cannot run both: there a replica goes first, one at a
-        time and only while every other replica is healthy."""
-        wanted = wanted_env(models, replica.server_id)
-        server = models.desired.servers.get(replica.server_id)
-        if replica.info.labels.get(CREDENTIALS_LABEL) == wanted or server is None:
-            return None
-        if not replica.info.running:
-            return None
-        why = (
-            "to drop revoked env credentials"
-            if wanted is None
-            else f"to take credentials version {wanted}"
-        )
-        if not server.spec.host_ports:
-            successor = next(
-                (
-                    r
-                    for r in actual
-                    if (r.server_id, r.replica) == (replica.server_id, replica.replica)
-                    and r.info.labels.get(CREDENTIALS_LABEL) == wanted
-                ),
-                None,
-            )
-            if successor is None or not is_healthy(models, successor):
-                return None
-            return f"replaced by a healthy successor {why}"
-        siblings = [r for r in actual if r.server_id == replica.server_id and r is not replica]
-        if replica.server_id in self._rolling or not all(is_healthy(models, r) for r in siblings):
-            return None
-        if len(siblings) + 1 < server.replicas:
-            return None  # one is already missing: wait for it first
-        self._rolling.add(replica.server_id)
-        return f"replaced {why} (one at a time)"
 
     async def _start_successors(
         self, models: ReadModels, kept: list[Replica], recovering: set[str]
@@ -286,24 +247,10 @@ class Reconciler:
         for server_id, server in models.desired.servers.items():
             if server.spec.host_ports or not self._may_start(models, server_id, recovering):
                 continue
-            mine = [r for r in kept if r.server_id == server_id]
-            replicas = [r.replica for r in mine]
-            if len(set(replicas)) != len(replicas):
-                continue  # a successor is already on its way: one at a time
-            wanted = wanted_env(models, server_id)
-            stale = sorted(
-                (
-                    r
-                    for r in mine
-                    if r.info.running and r.info.labels.get(CREDENTIALS_LABEL) != wanted
-                ),
-                key=lambda r: r.replica,
-            )
-            if stale and self._backoff.due((server_id, stale[0].replica), self._now()):
+            replica = rollouts.stale_replica(models, server_id, kept)
+            if replica is not None and self._backoff.due((server_id, replica), self._now()):
                 group = models.desired.groups[server.group_id]
-                await self._starter.start(
-                    models.desired, group, server, stale[0].replica, successor=True
-                )
+                await self._starter.start(models.desired, group, server, replica, successor=True)
 
     async def _remove(self, replica: Replica, reason: str, cause: int | None) -> None:
         await self._log.record(

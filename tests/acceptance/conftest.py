@@ -13,7 +13,7 @@ from service.app import create_app
 from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.conftest import TOKEN
-from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL
+from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL, remove_containers
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ async def service(
 
 async def sweep(docker: DockerAdapter, owner_labels: dict[str, str]) -> None:
     """Whatever the test left behind: its containers, then its networks."""
-    await docker.remove_containers(owner_labels)
+    await remove_containers(docker, owner_labels)
     for name, labels in await docker.list_managed_networks():
         if all(labels.get(k) == v for k, v in owner_labels.items()):
             await docker.remove_network(name)

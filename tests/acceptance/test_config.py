@@ -28,6 +28,7 @@ from tests.acceptance.test_health import (
 from tests.acceptance.test_orchestration import containers_of, until_running
 from tests.conftest import AUTH
 from tests.service.health.test_probes import logs_of
+from tests.support.docker_cli import read_file
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -102,7 +103,7 @@ def digest(configuration: dict[str, Any]) -> str:
 async def files_in(docker: DockerAdapter, owner: dict[str, str]) -> list[Any]:
     found = []
     for container in await containers_of(docker, owner, SERVER):
-        content = await docker.read_file(container.id, CONFIG_PATH)
+        content = await read_file(docker, container.id, CONFIG_PATH)
         found.append(json.loads(content) if content is not None else None)
     return found
 

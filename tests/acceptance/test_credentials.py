@@ -4,6 +4,7 @@ revoked by crypto-shredding — and their bytes nowhere they should not be."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import time
@@ -28,6 +29,7 @@ from tests.acceptance.conftest import sweep
 from tests.acceptance.test_health import FAST_PROBES, log_of, until_healthy
 from tests.acceptance.test_orchestration import containers_of, status_of
 from tests.conftest import AUTH
+from tests.support.docker_cli import inspect_raw, read_file
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -99,7 +101,7 @@ async def files_in(
     docker: DockerAdapter, owner: dict[str, str], server_id: str, name: str
 ) -> list[bytes | None]:
     return [
-        await docker.read_file(c.id, f"/run/secrets/{name}")
+        await read_file(docker, c.id, f"/run/secrets/{name}")
         for c in await containers_of(docker, owner, server_id)
     ]
 
@@ -182,7 +184,7 @@ async def test_file_credentials_reach_every_replica_without_a_restart_rotate_and
 
     assert_nowhere([first, second], recorder, tmp_path, caplog)
     for container in await containers_of(docker, owner_labels, "files"):
-        inspected = await docker.inspect_raw(container.id)
+        inspected = json.dumps(await inspect_raw("container", container.id))
         assert first not in inspected and second not in inspected
 
 
@@ -301,7 +303,7 @@ async def test_env_credentials_roll_through_replicas_with_one_always_healthy(
     assert (fewest_running, most_running) == (2, 3)
     for container in await containers_of(docker, owner_labels, "envs"):
         assert container.labels["dtma.credentials-version"] == "1"
-        assert f"API_KEY={value}" in await docker.inspect_raw(container.id)
+        assert f"API_KEY={value}" in json.dumps(await inspect_raw("container", container.id))
 
     status, _ = await recorder.call("DELETE", "/credentials/envs")
     assert status == 202
@@ -314,7 +316,7 @@ async def test_env_credentials_roll_through_replicas_with_one_always_healthy(
 
     await wait_until(dropped, 120)  # the variables go with the containers that had them
     for container in await containers_of(docker, owner_labels, "envs"):
-        assert value not in await docker.inspect_raw(container.id)
+        assert value not in json.dumps(await inspect_raw("container", container.id))
 
 
 async def test_a_server_that_requires_credentials_waits_for_them(

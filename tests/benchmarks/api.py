@@ -53,6 +53,7 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     service_process,
     stop,
 )
+from tests.support.docker import ping  # noqa: E402
 from tests.support.mcp_image import ensure_mcp_image  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
@@ -216,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("api.py needs wrk: apt-get install wrk")
     async with DockerAdapter() as docker:
-        await docker.ping()
+        await ping(docker)
         image = await ensure_mcp_image(docker)
         note(f"image {image}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
         async with service_process(docker, "api") as service, hello_world() as hello:

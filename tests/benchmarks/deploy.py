@@ -67,6 +67,7 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     sweep,
     wall_ns,
 )
+from tests.support.docker import ping, remove_containers  # noqa: E402
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image  # noqa: E402
 
 POLL_S = 0.02  # status / docker inspect polling
@@ -349,7 +350,7 @@ async def kill_latency(
     killer = DockerAdapter()  # the adapter kills come from a client of their own
     watcher = DieWatcher()
     try:
-        await killer.ping()
+        await ping(killer)
         async with running_service(docker, "kill") as service:
             group_id = f"k{secrets.token_hex(3)}"
             accepted = await service.post(
@@ -546,7 +547,7 @@ async def adapter_starts(
                 await one(i)
         return time.perf_counter() - started
     finally:
-        await docker.remove_containers(labels)
+        await remove_containers(docker, labels)
         await docker.remove_network(network)
 
 
@@ -561,7 +562,7 @@ async def warm_up(image: str) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     async with DockerAdapter() as docker:
-        await docker.ping()
+        await ping(docker)
         image = await ensure_mcp_image(docker)
         note(f"image {image}; {args.servers} servers; {os.cpu_count()} CPUs")
         await warm_up(image)

@@ -67,6 +67,7 @@ from tests.benchmarks.service_harness import (  # noqa: E402
     uncancelled,
     wall_ns,
 )
+from tests.support.docker import ping  # noqa: E402
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
@@ -682,7 +683,7 @@ async def baseline_removed(labels: dict[str, str], network: str) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     async with DockerAdapter() as docker:
-        await docker.ping()
+        await ping(docker)
         image = await ensure_mcp_image(docker)
         note(f"image {image}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
         async with cold_starts(image) as cold:

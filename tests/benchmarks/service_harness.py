@@ -25,6 +25,7 @@ import aiohttp
 
 from service import errors
 from service.docker.adapter import DockerAdapter
+from tests.support.docker import remove_containers
 from tests.support.mcp_image import CONTAINER_PORT
 from tests.support.ports import free_port
 from tests.support.service_process import service_environment
@@ -136,7 +137,7 @@ async def sweep(docker: DockerAdapter, owner: dict[str, str]) -> None:
     """Containers, then networks; a removal someone else has in progress is waited out."""
     for attempt in range(10):
         try:
-            await docker.remove_containers(owner)
+            await remove_containers(docker, owner)
             for name, labels in await docker.list_managed_networks():
                 if all(labels.get(k) == v for k, v in owner.items()):
                     await docker.remove_network(name)

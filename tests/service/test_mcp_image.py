@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from service.docker.adapter import DockerAdapter
-from tests.support.docker import run_labels
+from tests.support.docker import run_detached, run_labels
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
 from tests.support.waiting import wait_until
 
@@ -37,7 +37,8 @@ async def start_server(docker: DockerAdapter) -> AsyncIterator[StartServer]:
     started: list[str] = []
 
     async def start(**env: str) -> str:
-        container_id, port = await docker.run_detached(
+        container_id, port = await run_detached(
+            docker,
             name=f"dtma-test-mcp-{secrets.token_hex(4)}",
             image=image,
             labels=run_labels(),

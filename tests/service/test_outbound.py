@@ -19,7 +19,7 @@ from service.app import create_app
 from service.outbound import OutboundPolicy, OutboundRefusedError
 from service.settings import Settings
 from tests.conftest import AUTH
-from tests.service.api.test_api import error_of
+from tests.support.api import error_of
 
 Client: TypeAlias = TestClient[web.Request, web.Application]
 

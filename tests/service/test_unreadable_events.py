@@ -18,7 +18,7 @@ from service.app import create_app
 from service.cli import main as cli
 from service.settings import Settings
 from tests.conftest import AUTH
-from tests.service.api.test_api import error_of
+from tests.support.api import error_of
 from tests.support.databases import open_migrated_store
 from tests.support.waiting import wait_until
 

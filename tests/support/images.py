@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 from service.docker.adapter import DockerAdapter
+from tests.support.docker_cli import build_image
 
 BUSYBOX_TAG = "dtma-test/busybox:1"
 BUSYBOX_PATH = Path(
@@ -23,7 +24,7 @@ ENTRYPOINT ["/bin/busybox"]
 async def ensure_busybox_image(docker: DockerAdapter) -> str:
     """Build `dtma-test/busybox:1` unless it exists; commands are applets: ["sh", "-c", ...]."""
     if not await docker.image_exists(BUSYBOX_TAG):
-        await docker.build_image(BUSYBOX_TAG, _busybox_context())
+        await build_image(BUSYBOX_TAG, _busybox_context())
     return BUSYBOX_TAG
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from service.docker.adapter import DockerAdapter
+from tests.support.docker_cli import build_image
 
 SDK_VERSION = "2.3.0"  # the official SDK, PyPI `mcp`
 IMAGE_REPOSITORY = "dtma-test/mcp-server"
@@ -67,7 +68,7 @@ async def ensure_mcp_image(docker: DockerAdapter) -> str:
     sdk = await installed_sdk()
     tag = f"{IMAGE_REPOSITORY}:{_content_hash(sdk)}"
     if not await docker.image_exists(tag):
-        await docker.build_image(tag, await _build_context(sdk))
+        await build_image(tag, await _build_context(sdk))
     return tag
 
 

@@ -18,7 +18,7 @@ from service.api.keys import store_key
 from service.app import create_app
 from service.settings import Settings, SettingsError
 from tests.conftest import AUTH
-from tests.service.api.test_api import BREAKER, error_of
+from tests.support.api import BREAKER, error_of
 from tests.support.waiting import wait_until
 
 Client: TypeAlias = TestClient[web.Request, web.Application]

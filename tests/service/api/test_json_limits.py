@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import AUTH
-from tests.service.api.test_api import error_of
+from tests.support.api import error_of
 
 Client: TypeAlias = TestClient[web.Request, web.Application]
 TEMPLATES = "/config-templates"

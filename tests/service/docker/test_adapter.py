@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 from service.docker.adapter import DockerAdapter, DockerNotFoundError, DockerUnavailableError
-from tests.support.docker import run_labels
+from tests.support.docker import ping, run_detached, run_labels, run_to_completion
 
 pytestmark = pytest.mark.docker
 
@@ -21,8 +21,8 @@ async def test_runs_a_container_to_completion_and_removes_it(
 ) -> None:
     labels = case_labels()
 
-    exit_code, output = await docker.run_to_completion(
-        busybox, ["sh", "-c", "echo hello-from-dtma; exit 3"], labels
+    exit_code, output = await run_to_completion(
+        docker, busybox, ["sh", "-c", "echo hello-from-dtma; exit 3"], labels
     )
 
     assert exit_code == 3
@@ -33,8 +33,8 @@ async def test_runs_a_container_to_completion_and_removes_it(
 async def test_runs_containers_without_new_privileges_or_capabilities(
     docker: DockerAdapter, busybox: str
 ) -> None:
-    exit_code, status = await docker.run_to_completion(
-        busybox, ["cat", "/proc/self/status"], case_labels()
+    exit_code, status = await run_to_completion(
+        docker, busybox, ["cat", "/proc/self/status"], case_labels()
     )
 
     assert exit_code == 0
@@ -48,7 +48,7 @@ async def test_reports_an_absent_image_as_not_found_without_pulling(
     image = f"dtma-test/absent-{secrets.token_hex(4)}:1"
 
     with pytest.raises(DockerNotFoundError, match=f"image {image} not found") as raised:
-        await docker.run_to_completion(image, ["true"], case_labels())
+        await run_to_completion(docker, image, ["true"], case_labels())
 
     assert raised.value.code == "docker_not_found"
     assert not await docker.image_exists(image)
@@ -72,7 +72,7 @@ async def test_reports_an_absent_image_as_not_found_when_running_detached(
     labels = case_labels()
 
     with pytest.raises(DockerNotFoundError, match=f"image {image} not found"):
-        await docker.run_detached(name=name, image=image, labels=labels)
+        await run_detached(docker, name=name, image=image, labels=labels)
 
     assert await docker.list_container_ids(labels) == []
 
@@ -88,7 +88,7 @@ async def test_reports_an_engine_that_does_not_answer_as_unavailable() -> None:
 
     async with DockerAdapter(socket) as docker:
         with pytest.raises(DockerUnavailableError) as raised:
-            await docker.ping()
+            await ping(docker)
 
     assert raised.value.status == 503
     assert raised.value.code == "docker_unavailable"

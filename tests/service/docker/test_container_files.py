@@ -27,7 +27,7 @@ from service.docker.adapter import (
     DockerOperationError,
 )
 from tests.support.docker import run_labels
-from tests.support.docker_cli import docker_cli, inspect_raw
+from tests.support.docker_cli import build_image, docker_cli, inspect_raw, read_file
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -57,7 +57,7 @@ async def busybox_sh(docker: DockerAdapter, busybox: str) -> str:
     """The busybox image with /bin/sh, so that an exec finds a shell (busybox's own image runs
     its applets through its entrypoint)."""
     if not await docker.image_exists(SHELL_IMAGE):
-        await docker.build_image(SHELL_IMAGE, _shell_context(busybox))
+        await build_image(SHELL_IMAGE, _shell_context(busybox))
     return SHELL_IMAGE
 
 
@@ -124,7 +124,7 @@ async def test_writes_a_secret_file_of_mode_0400_on_the_tmpfs(
 
     await docker.write_secret_file(container_id, "api.key", secret)
 
-    assert await docker.read_file(container_id, "/run/secrets/api.key") == secret
+    assert await read_file(docker, container_id, "/run/secrets/api.key") == secret
     digest = await in_shell(container_id, "sha256sum < /run/secrets/api.key")
     assert digest.split()[0] == hashlib.sha256(secret).hexdigest()
     stat = await in_shell(container_id, "stat -c '%a %u %F' /run/secrets/api.key")
@@ -145,7 +145,7 @@ async def test_rotates_a_secret_file_without_restarting_the_container(
 
     await docker.write_secret_file(container_id, "token", rotated)
 
-    assert await docker.read_file(container_id, "/run/secrets/token") == rotated
+    assert await read_file(docker, container_id, "/run/secrets/token") == rotated
     assert await in_shell(container_id, "ls -A /run/secrets") == "token\n"
     assert await start_marks(docker, container_id) == before
     assert (await docker.inspect_container(container_id)).running
@@ -160,8 +160,8 @@ async def test_writes_empty_and_large_secret_files_exactly(
     await docker.write_secret_file(container_id, "empty", b"")
     await docker.write_secret_file(container_id, "large.bin", large)
 
-    assert await docker.read_file(container_id, "/run/secrets/empty") == b""
-    assert await docker.read_file(container_id, "/run/secrets/large.bin") == large
+    assert await read_file(docker, container_id, "/run/secrets/empty") == b""
+    assert await read_file(docker, container_id, "/run/secrets/large.bin") == large
 
 
 async def test_removes_a_secret_file_and_takes_an_absent_one_as_removed(
@@ -173,7 +173,7 @@ async def test_removes_a_secret_file_and_takes_an_absent_one_as_removed(
 
     assert await docker.remove_secret_file(container_id, "gcp.json") is True
 
-    assert await docker.read_file(container_id, "/run/secrets/gcp.json") is None
+    assert await read_file(docker, container_id, "/run/secrets/gcp.json") is None
     assert await in_shell(container_id, "ls -A /run/secrets") == ""
     assert await docker.remove_secret_file(container_id, "gcp.json") is True
     assert await start_marks(docker, container_id) == before
@@ -188,7 +188,7 @@ async def test_writes_a_secret_file_the_containers_non_root_user_reads(
     await docker.write_secret_file(container_id, "api.key", new_secret())
     await docker.write_secret_file(container_id, "api.key", secret)
 
-    assert await docker.read_file(container_id, "/run/secrets/api.key") == secret  # as 1000
+    assert await read_file(docker, container_id, "/run/secrets/api.key") == secret  # as 1000
     stat = await in_shell(container_id, "stat -c '%a %u %g' /run/secrets/api.key")
     assert stat == "400 1000 1000\n"
     assert await docker.remove_secret_file(container_id, "api.key") is True
@@ -284,7 +284,7 @@ async def test_a_removed_container_is_not_found_though_its_image_is_remembered(
         with pytest.raises(DockerNotFoundError):
             await docker.write_secret_file(container_id, "api.key", new_secret())
         with pytest.raises(DockerNotFoundError):
-            await docker.read_file(container_id, "/run/secrets/api.key")
+            await read_file(docker, container_id, "/run/secrets/api.key")
 
 
 async def test_reports_a_failed_write_with_the_shells_exit_code_and_without_the_secret(
@@ -298,7 +298,7 @@ async def test_reports_a_failed_write_with_the_shells_exit_code_and_without_the_
 
     assert "Permission denied" not in str(raised.value)  # the shell's words are not kept
     assert marker(secret) not in repr(raised.value) + repr(raised.value.__cause__)
-    assert await docker.read_file(container_id, "/run/secrets/api.key") is None
+    assert await read_file(docker, container_id, "/run/secrets/api.key") is None
 
 
 async def test_a_shell_that_echoes_its_stdin_cannot_put_the_secret_into_the_error(
@@ -329,11 +329,11 @@ async def test_reads_an_absent_file_as_none(
     with_shell = await start(busybox_sh)
     without_shell = await start(mcp_image, tmpfs=False)
 
-    assert await docker.read_file(with_shell, "/run/secrets/absent") is None
-    assert await docker.read_file(without_shell, "/run/secrets/absent") is None
-    assert await docker.read_file(without_shell, "/srv") is None  # a directory
+    assert await read_file(docker, with_shell, "/run/secrets/absent") is None
+    assert await read_file(docker, without_shell, "/run/secrets/absent") is None
+    assert await read_file(docker, without_shell, "/srv") is None  # a directory
     with pytest.raises(ValueError, match="absolute"):
-        await docker.read_file(with_shell, "etc/passwd")
+        await read_file(docker, with_shell, "etc/passwd")
 
 
 # Without a shell: the archive API
@@ -349,12 +349,12 @@ async def test_writes_rotates_and_blanks_a_secret_file_in_an_image_without_a_she
     await docker.write_secret_file(container_id, "api.key", new_secret())
     await docker.write_secret_file(container_id, "api.key", rotated)
 
-    assert await docker.read_file(container_id, "/run/secrets/api.key") == rotated
+    assert await read_file(docker, container_id, "/run/secrets/api.key") == rotated
     stat = await in_container(container_id, PYTHON, "-c", STAT, "/run/secrets/api.key")
     assert stat == "0o400 0\n"
     assert await in_container(container_id, PYTHON, "-c", STAT, "/run/secrets") == "0o700 0\n"
     assert await docker.remove_secret_file(container_id, "api.key") is False
-    assert await docker.read_file(container_id, "/run/secrets/api.key") == b""
+    assert await read_file(docker, container_id, "/run/secrets/api.key") == b""
     assert await in_container(container_id, PYTHON, "-c", STAT, "/run/secrets/api.key") == (
         "0o0 0\n"
     )
@@ -369,9 +369,9 @@ async def test_an_image_without_a_shell_is_created_without_the_tmpfs_it_could_no
 
     await docker.write_secret_file(container_id, "api.key", secret)
 
-    inspected = await docker.inspect_raw(container_id)
+    inspected = json.dumps(await inspect_raw("container", container_id))
     assert "/run/secrets" not in inspected  # no tmpfs: the archive API could not reach it
-    assert await docker.read_file(container_id, "/run/secrets/api.key") == secret
+    assert await read_file(docker, container_id, "/run/secrets/api.key") == secret
 
 
 async def test_replicas_of_a_shell_less_image_created_at_once_all_go_without_the_tmpfs(
@@ -382,7 +382,7 @@ async def test_replicas_of_a_shell_less_image_created_at_once_all_go_without_the
     made = await asyncio.gather(*(start(mcp_image, tmpfs=True) for _ in range(4)))
 
     for container_id in made:
-        assert "/run/secrets" not in await docker.inspect_raw(container_id)
+        assert "/run/secrets" not in json.dumps(await inspect_raw("container", container_id))
         await docker.write_secret_file(container_id, "api.key", new_secret())
 
 

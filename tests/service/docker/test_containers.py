@@ -20,9 +20,11 @@ from service.docker.adapter import (
 from tests.support.docker import (
     TEST_RUN_ID,
     TEST_RUN_LABEL,
+    run_detached,
     run_labels,
+    run_to_completion,
 )
-from tests.support.docker_cli import docker_cli, inspect_raw
+from tests.support.docker_cli import docker_cli, inspect_raw, stop_container
 from tests.support.mcp_image import CONTAINER_PORT
 from tests.support.waiting import wait_until
 
@@ -206,7 +208,7 @@ async def test_lists_managed_containers_with_their_ports_and_nothing_unmanaged(
     server_id = await docker.create_container(server_spec(group, "search", mcp_image))
     port = await docker.start_container(server_id)
     exited = f"dtma-{group}-exited-1"
-    await docker.run_to_completion(busybox, ["true"], run_labels())  # removed: not listed
+    await run_to_completion(docker, busybox, ["true"], run_labels())  # removed: not listed
     exited_spec = ContainerSpec(
         name=exited, image=busybox, labels=run_labels(), command=["sh", "-c", "exit 7"]
     )  # run_labels() only: the adapter adds dtma.managed=true
@@ -254,8 +256,8 @@ async def test_stops_kills_and_removes_containers(
     await docker.start_container(second)
 
     await docker.kill_container(first)
-    await docker.stop_container(second, timeout_s=5)
-    await docker.stop_container(second)  # stopped already: fine
+    await stop_container(docker, second, timeout_s=5)
+    await stop_container(docker, second)  # stopped already: fine
     killed, stopped = await docker.inspect_container(first), await docker.inspect_container(second)
     with pytest.raises(DockerConflictError, match="is not running"):
         await docker.kill_container(first)
@@ -267,7 +269,7 @@ async def test_stops_kills_and_removes_containers(
     with pytest.raises(DockerNotFoundError, match=f"container {first[:12]} not found"):
         await docker.inspect_container(first)
     with pytest.raises(DockerNotFoundError):
-        await docker.stop_container(first)
+        await stop_container(docker, first)
 
 
 async def test_reports_an_absent_image_a_name_in_use_and_an_absent_network(
@@ -352,7 +354,8 @@ async def test_refuses_to_remove_a_network_in_use(
 async def test_a_detached_run_still_publishes_its_port_and_carries_the_managed_label(
     docker: DockerAdapter, mcp_image: str, group: str
 ) -> None:
-    container_id, port = await docker.run_detached(
+    container_id, port = await run_detached(
+        docker,
         name=f"dtma-{group}-detached-1",
         image=mcp_image,
         labels=group_labels(group),

@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestServer
 
 from service.docker.adapter import DockerAdapter
 from service.health import probes
-from tests.support.docker import run_labels
+from tests.support.docker import run_detached, run_labels
+from tests.support.docker_cli import stop_container
 from tests.support.mcp_image import CONTAINER_PORT, ensure_mcp_image
 from tests.support.waiting import wait_until
 
@@ -77,7 +78,8 @@ async def start_server(
     started: list[str] = []
 
     async def start(*, ready: bool = True, **env: str) -> Started:
-        container_id, port = await docker.run_detached(
+        container_id, port = await run_detached(
+            docker,
             name=f"dtma-test-probe-{secrets.token_hex(4)}",
             image=image,
             labels=run_labels(),
@@ -181,7 +183,7 @@ async def test_mcp_probe_of_a_stopped_server_fails_without_an_era(
 ) -> None:
     server = await start_server()
     before = await probes.probe_mcp(http, server.url, TIMEOUT_S)
-    await docker.stop_container(server.container_id, timeout_s=1)
+    await stop_container(docker, server.container_id, timeout_s=1)
 
     after = await probes.probe_mcp(http, server.url, TIMEOUT_S)
 
