@@ -23,10 +23,6 @@ from service.orchestration.replicas import (
     network_name,
 )
 
-# File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for images
-# without /bin/sh, which only the archive API can write into).
-SECRETS_TMPFS = True
-
 
 class ReplicaStarter:
     def __init__(
@@ -236,7 +232,9 @@ def replica_container(
         image=spec.image,
         labels={**spec.labels, **own},  # a legacy tool's name; DTMA's own labels win
         env=dict(spec.env),
-        secrets_tmpfs=SECRETS_TMPFS,
+        # File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for
+        # images without /bin/sh, which only the archive API can write into).
+        secrets_tmpfs=True,
         command=list(spec.command) if spec.command is not None else None,
         network=network_name(group_id),
         aliases=[spec.id],
