@@ -97,7 +97,7 @@ async def inject(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
@@ -191,7 +191,7 @@ async def rotate(
 ) -> dict[str, Any]:
     """A new version for the agent the current one is bound to; the old one is retired (its
     files are overwritten or, if not in the new version, left until revoked)."""
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     current = ctx.runner.state(credentials.PROJECTION).of(command.mcp_server_id).active()
     if current is None:
         raise errors.NotFoundError(
@@ -214,7 +214,7 @@ async def revoke(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     state = ctx.runner.state(credentials.PROJECTION)
     server = state.of(command.mcp_server_id)
     live = [v for v in server.versions.values() if not v.forgotten]

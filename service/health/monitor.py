@@ -173,7 +173,7 @@ class HealthMonitor:
                     self._tasks[container_id] = asyncio.create_task(
                         self._probe_loop(target), name=f"dtma-probe-{container_id[:12]}"
                     )
-            await self._runner.wait_for(self._runner.position + 1, within=5.0)
+            await self._runner.wait_for(self._runner.position + 1)
 
     def _resumed(self, target: Target) -> ReplicaProbes:
         """Probe state for a container: the log's verdict, if it has one (after a restart of
@@ -311,7 +311,7 @@ class HealthMonitor:
             open_timeout_ms=config.open_timeout_ms if proposed.to == "open" else None,
         )
         position = await self._append(server_id, event, actor="system", causation=cause)
-        await self._runner.wait_for(position, within=5.0)
+        await self._runner.wait_for(position)
         logger.info(
             "circuit of %s: %s -> %s (%s)", server_id, before.circuit, proposed.to, proposed.cause
         )
