@@ -31,7 +31,7 @@ from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from projections import containers, events, health, specs
 from projections.runner import ProjectionRunner
-from service import status
+from service import loops, status
 from service.handling.causation import Actor, Causation
 from service.health import breaker, probes
 from service.health.replica_health import ReplicaProbes, observe
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 STARTING_PROBE_S = 0.25
 TICK_S = 0.25
+RESUMING = loops.Doubling(first=0.1, ceiling=5.0)  # the breakers' reading of the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,17 +334,16 @@ class HealthMonitor:
     async def _follow_log(self) -> None:
         """Deaths and failed starts are failures; a group restart is a recovery attempt."""
         position = self._runner.position
-        delay = 0.1
+        retry = loops.Retry(RESUMING)
         while True:
             try:
                 async for recorded in self._store.subscribe(position):
                     position = recorded.position
                     await self._on_event(recorded)
-                    delay = 0.1
+                    retry.reset()
             except StoreError as exc:
                 logger.warning("breakers paused at %d: %s", position, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(retry.next())
 
     async def _on_event(self, recorded: RecordedEvent) -> None:
         if recorded.type not in (

@@ -16,7 +16,7 @@ from eventstore.errors import StoreError
 from eventstore.store import EventStore
 from projections import containers, events
 from projections.runner import ProjectionRunner
-from service import errors
+from service import errors, loops
 from service.docker.adapter import DockerAdapter, DockerEvent
 from service.handling.causation import Causation
 from service.orchestration.reconciler import Reconciler
@@ -25,6 +25,7 @@ from service.orchestration.replicas import removed_key, removed_outside
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "docker-listener"
+RESUMING = loops.Doubling(first=0.1, ceiling=5.0)
 
 
 def docker_source(docker_event: DockerEvent) -> str:
@@ -51,14 +52,16 @@ class DockerListener:
 
     async def run(self) -> None:
         since = await self._store.get_checkpoint(CHECKPOINT) or time.time_ns()
-        delay = 0.1
+        retry = loops.Retry(RESUMING)
         while True:
+            delay = retry.next()
             try:
                 async for docker_event in self._docker.events(since):
                     await self._handle(docker_event)
                     since = docker_event.time_nano
                     await self._store.save_checkpoint(CHECKPOINT, since)
-                    delay = 0.1
+                    retry.reset()
+                    delay = retry.next()
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("Docker events interrupted (%s); resuming in %.1fs", exc, delay)
             except Exception:  # noqa: BLE001 - the listener must outlive its own bugs
@@ -66,7 +69,6 @@ class DockerListener:
             # The stream ended or broke: whatever happened meanwhile is replayed from `since`.
             self._reconciler.poke()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def _handle(self, docker_event: DockerEvent) -> None:
         if docker_event.action == "oom":  # Docker sends it just before the `die`

@@ -11,8 +11,7 @@ from dataclasses import replace
 from eventstore.keyring import KeyRing, KeyringError
 from projections import config, containers, credentials, events, groups, health, specs
 from projections.runner import ProjectionRunner
-from service import container_policy, errors
-from service.backoff import Backoff
+from service import container_policy, errors, loops
 from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerSpec, DockerAdapter
 from service.orchestration.action_log import ActionLog
@@ -30,7 +29,7 @@ class ReplicaStarter:
         runner: ProjectionRunner,
         docker: DockerAdapter,
         log: ActionLog,
-        backoff: Backoff,
+        backoff: loops.Backoff,
         removing: set[str],
         owner_labels: Mapping[str, str],
         ring: KeyRing | None,

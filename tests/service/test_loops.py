@@ -1,8 +1,14 @@
-"""Retry timing: at once, then 1 s doubling to 60 s; forgiven on settling."""
+"""Retry timing: at once, then 1 s doubling to 60 s; forgiven on settling; each loop's delays."""
 
 from __future__ import annotations
 
-from service.backoff import Backoff
+import pytest
+
+from service import loops
+from service.credentials import oauth
+from service.health import monitor
+from service.loops import Backoff
+from service.orchestration import listener
 
 KEY = ("srv", 1)
 
@@ -37,3 +43,19 @@ def test_forgiving_starts_afresh_per_key_or_per_server() -> None:
     assert backoff.due(KEY, 0.0) and backoff.due(("other", 1), 0.0)
     assert not backoff.due(("srv", 2), 0.5)
     assert backoff.next_in(0.0, default=10.0) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("delays", "expected"),
+    [
+        (loops.REPLICAS, [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]),
+        (oauth.RETRIES, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]),
+        (listener.RESUMING, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]),
+        (monitor.RESUMING, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]),
+    ],
+)
+def test_each_user_keeps_its_delays(delays: loops.Doubling, expected: list[float]) -> None:
+    retry = loops.Retry(delays)
+    assert [pytest.approx(retry.next()) for _ in expected] == expected
+    retry.reset()
+    assert retry.next() == expected[0]
