@@ -1,10 +1,18 @@
-"""How the background loops wait after a failure: `Doubling` delays, followed by `Retry` for
-one loop and by `Backoff` for each of many keys (replicas, OAuth grants). The clock comes in."""
+"""How the background loops wait after a failure (`Doubling` delays; `Retry` for one loop,
+`Backoff` per key) and `supervise`, which keeps a loop running through its own bugs: each is
+logged, counted and followed by a doubling pause. The clock comes in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+SETTLED_S = 60.0  # a loop that ran this long before it failed is restarted without waiting long
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +34,8 @@ class Doubling:
 # A failing replica (or a server's init containers) is tried again at once the first time,
 # then after 1 s, 2 s, 4 s, ... up to 60 s while it keeps failing.
 REPLICAS = Doubling(first=0.0, ceiling=60.0, least=1.0)
+# A loop that raised starts again after 1 s, then 2 s, ... up to a minute.
+RESTARTS = Doubling(first=1.0, ceiling=60.0)
 
 
 class Retry:
@@ -84,3 +94,54 @@ class Backoff:
         """Seconds until the earliest backed-off key is due (`default` if none is)."""
         pending = [when - now for when, _ in self._next.values() if when > now]
         return max(min(pending, default=default), 0.05)
+
+
+def uncounted(component: str) -> None:
+    """For a loop whose failures nobody counts (a test's, a command's)."""
+
+
+async def supervise(
+    component: str,
+    loop: Callable[[], Awaitable[object]],
+    failed: Callable[[str], None] = uncounted,
+    *,
+    delays: Doubling = RESTARTS,
+    traceback: bool = True,
+) -> None:
+    """Run `loop` until cancelled. Each time it raises (or returns: a loop is meant to run
+    for good) the failure is logged, `failed(component)` counts it, and `loop` starts again
+    after the next of `delays`, afresh if it had run `SETTLED_S`.
+
+    `traceback=False` logs only the exception's type, for loops whose exceptions may quote a
+    secret (a fragment of a credential in a decoding error).
+    """
+    retry = Retry(delays)
+    while True:
+        began = time.monotonic()
+        try:
+            await loop()
+            error: BaseException | None = None
+        except Exception as exc:  # noqa: BLE001 - the one place loops outlive their own bugs
+            error = exc
+        if time.monotonic() - began >= SETTLED_S:
+            retry.reset()
+        delay = retry.next()
+        _log(component, error, delay, traceback)
+        failed(component)
+        await asyncio.sleep(delay)
+
+
+def _log(component: str, error: BaseException | None, delay: float, traceback: bool) -> None:
+    if error is None:
+        logger.error("%s stopped unexpectedly; restarting it in %.1fs", component, delay)
+    elif traceback:
+        logger.error(
+            "%s failed unexpectedly; restarting it in %.1fs", component, delay, exc_info=error
+        )
+    else:
+        logger.error(
+            "%s failed unexpectedly (%s); restarting it in %.1fs",
+            component,
+            type(error).__name__,
+            delay,
+        )

@@ -120,11 +120,6 @@ class Refresher:
                     await self.refresh_once(session)
                 except (errors.ServiceError, StoreError, KeyringError) as exc:
                     logger.warning("credential refresh paused: %s", type(exc).__name__)
-                except Exception as exc:  # noqa: BLE001 - it must outlive its own bugs
-                    # its type only: an exception here may carry a fragment of a value
-                    logger.error(
-                        "credential refresh failed unexpectedly (%s); retrying", type(exc).__name__
-                    )
                 runner = self._ctx.runner
                 await runner.wait_for(runner.position + 1, within=TICK_S)
 

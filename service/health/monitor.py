@@ -104,18 +104,6 @@ def death_error(event: events.ContainerDied) -> str:
     return f"replica {event.replica} exited with code {event.exit_code}"
 
 
-async def outliving(loop: Callable[[], Awaitable[None]]) -> None:
-    """Run `loop` forever: a bug in one pass is logged, and the loop starts again."""
-    while True:
-        try:
-            await loop()
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception:  # noqa: BLE001 - the monitor must outlive its own bugs
-            logger.exception("%s failed unexpectedly; restarting it", loop.__name__)
-            await asyncio.sleep(1.0)
-
-
 class HealthMonitor:
     def __init__(
         self,
@@ -123,11 +111,13 @@ class HealthMonitor:
         runner: ProjectionRunner,
         catalogue: Catalogue,
         concurrency: int = 64,
+        failed: Callable[[str], None] = loops.uncounted,
     ) -> None:
         self._store = store
         self._runner = runner
         self._catalogue = catalogue
         self._limit = asyncio.Semaphore(concurrency)
+        self._failed = failed  # counts a failure of one of its loops, by name
         self._tasks: dict[str, asyncio.Task[None]] = {}  # container id -> its probe loop
         self._breakers: dict[str, breaker.Breaker] = {}
         # (server id, image) -> the protocol era it answered in; a new image is asked afresh
@@ -150,18 +140,23 @@ class HealthMonitor:
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
-            loops = [
-                asyncio.create_task(outliving(self._follow_targets), name="dtma-probe-targets"),
-                asyncio.create_task(outliving(self._follow_log), name="dtma-breaker-log"),
-                asyncio.create_task(outliving(self._tick), name="dtma-breaker-clock"),
+            parts = [
+                self._supervised("probe-targets", self._follow_targets),
+                self._supervised("breaker-log", self._follow_log),
+                self._supervised("breaker-clock", self._tick),
             ]
             try:
-                await asyncio.gather(*loops)
+                await asyncio.gather(*parts)
             finally:
-                for task in [*loops, *self._tasks.values()]:
+                for task in [*parts, *self._tasks.values()]:
                     task.cancel()
-                await asyncio.gather(*loops, *self._tasks.values(), return_exceptions=True)
+                await asyncio.gather(*parts, *self._tasks.values(), return_exceptions=True)
                 self._tasks.clear()
+
+    def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Its loops fail alone: a bug in one restarts it, not the probes of the others."""
+        supervised = loops.supervise(f"health-monitor.{name}", loop, self._failed)
+        return asyncio.create_task(supervised, name=f"dtma-{name}")
 
     async def _follow_targets(self) -> None:
         """Keep one probe loop per running replica, following the projections."""

@@ -117,9 +117,6 @@ class Reconciler:
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("reconcile failed, retrying: %s", exc.args[0] if exc.args else exc)
                 self._seen = self._runner.position  # retry on news or the interval, not at once
-            except Exception:  # noqa: BLE001 - the supervisor must outlive its own bugs
-                logger.exception("reconcile failed unexpectedly; retrying")
-                self._seen = self._runner.position
             await self._wait()
 
     async def _wait(self) -> None:

@@ -1,6 +1,12 @@
-"""Retry timing: at once, then 1 s doubling to 60 s; forgiven on settling; each loop's delays."""
+"""Retry timing: at once, then 1 s doubling to 60 s; forgiven on settling. Supervised loops:
+restarted, counted and backed off."""
 
 from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -9,6 +15,7 @@ from service.credentials import oauth
 from service.health import monitor
 from service.loops import Backoff
 from service.orchestration import listener
+from tests.support.waiting import wait_until
 
 KEY = ("srv", 1)
 
@@ -59,3 +66,59 @@ def test_each_user_keeps_its_delays(delays: loops.Doubling, expected: list[float
     assert [pytest.approx(retry.next()) for _ in expected] == expected
     retry.reset()
     assert retry.next() == expected[0]
+
+
+async def restarts_of(loop: Callable[[], Awaitable[None]], **options: Any) -> list[str]:
+    """Supervise `loop` until it has failed four times; the first four components counted."""
+    counted: list[str] = []
+    task = asyncio.create_task(loops.supervise("buggy", loop, counted.append, **options))
+
+    async def four() -> bool | None:
+        return len(counted) >= 4 or None
+
+    try:
+        await wait_until(four, 10, interval=0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return counted[:4]
+
+
+async def test_a_loop_that_raises_is_logged_counted_and_restarted_ever_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = asyncio.get_running_loop().time
+    starts: list[float] = []
+
+    async def buggy() -> None:
+        starts.append(clock())
+        raise RuntimeError("a bug")
+
+    delays = loops.Doubling(first=0.02, ceiling=0.08)
+    assert await restarts_of(buggy, delays=delays) == ["buggy"] * 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    for gap, wanted in zip(gaps, [0.02, 0.04, 0.08], strict=False):
+        assert gap >= wanted - 0.005
+    logged = [r for r in caplog.records if r.name == "service.loops"]
+    assert logged and all(r.exc_info and r.exc_info[0] is RuntimeError for r in logged)
+
+
+async def test_a_loop_that_returns_is_restarted_as_a_failure() -> None:
+    async def ends() -> None:
+        return None
+
+    delays = loops.Doubling(first=0.0, ceiling=0.0)
+    assert await restarts_of(ends, delays=delays) == ["buggy"] * 4
+
+
+async def test_without_traceback_only_the_exception_type_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def leaky() -> None:
+        raise ValueError("secret-fragment")
+
+    delays = loops.Doubling(first=0.0, ceiling=0.0)
+    await restarts_of(leaky, delays=delays, traceback=False)
+    assert "ValueError" in caplog.text
+    assert "secret-fragment" not in caplog.text
+    assert not any(r.exc_info for r in caplog.records)
