@@ -9,14 +9,13 @@ import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
-from projections import credentials, events, groups, health
+from projections import credentials, events, groups, times
 from service import errors, loops, outbound
 from service.backend.client import BackendClient
 from service.credentials import values
@@ -41,8 +40,8 @@ def due(expires_at: str | None, issued_at: str, now: float) -> bool:
     """Refresh once less than half its lifetime, or a minute, is left. Pure."""
     if expires_at is None:
         return False
-    end = health.parse_time(expires_at).timestamp()
-    lifetime = end - health.parse_time(issued_at).timestamp()
+    end = times.parse_time(expires_at).timestamp()
+    lifetime = end - times.parse_time(issued_at).timestamp()
     return end - now <= min(MAX_MARGIN_S, max(lifetime, 0.0) / 2)
 
 
@@ -167,7 +166,7 @@ class Refresher:
             )
             return
         self._retry.forgive([(server_id, provider)])
-        expires = None if lasts is None else _format(now + lasts)
+        expires = None if lasts is None else times.format_epoch(now + lasts)
         renewed = grant if rotated is None else _with_refresh(grant, rotated)
         await record_version(
             self._ctx,
@@ -219,10 +218,6 @@ def _with_refresh(grant: values.PlainGrant, refresh_token: bytes) -> values.Plai
         refresh_token=refresh_token,
         mode=grant.mode,
     )
-
-
-def _format(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime(health.TIME_FORMAT)
 
 
 def _system_meta(acted_on: int) -> CommandMeta:

@@ -29,7 +29,7 @@ from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
-from projections import containers, events, health, specs
+from projections import containers, events, health, specs, times
 from projections.runner import ProjectionRunner
 from service import loops, status
 from service.handling.causation import Actor, Causation
@@ -314,7 +314,7 @@ class HealthMonitor:
 
     def _from_log(self, server_id: str) -> breaker.Breaker:
         view = self._runner.state(health.PROJECTION).circuit(server_id)
-        due = health.parse_time(view.next_attempt_at).timestamp() if view.next_attempt_at else None
+        due = times.parse_time(view.next_attempt_at).timestamp() if view.next_attempt_at else None
         return breaker.Breaker(circuit=view.state, next_attempt_at=due)
 
     async def _tick(self) -> None:

@@ -4,10 +4,10 @@ actions its facts call for. Pure: the read models, the live breaker and the time
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from projections import health
+from projections import health, times
 from service import instance as instances
 from service import status
 from service.docker.adapter import ContainerInfo
@@ -84,7 +84,7 @@ def comprehensive(models: ReadModels, now: datetime) -> dict[str, Any]:
         }
         for server_id in sorted(models.desired.servers)
         for f in models.health.failures.get(server_id, ())
-        if health.parse_time(f.at) >= since
+        if times.parse_time(f.at) >= since
     ]
     return {
         "overallStatus": overall_status(servers),
@@ -128,7 +128,7 @@ def recommended_actions(
     actions: dict[str, str] = {}  # action -> reason; the newest fact of each kind wins
     limits = models.desired.limits_of(server_id)
     for failure in models.health.failures.get(server_id, ()):
-        if health.parse_time(failure.at) < since:
+        if times.parse_time(failure.at) < since:
             continue
         if failure.oom_killed:
             # without a limit of its own it ran under DTMA_DEFAULT_MEMORY_MB
@@ -163,7 +163,7 @@ def recommended_actions(
             )
         if active.status == "failed":
             actions["check_credentials_injection"] = f"{active.last_error}"
-        if active.expires_at is not None and health.parse_time(active.expires_at) < now:
+        if active.expired(now):
             actions["renew_credentials"] = (
                 f"credentials version {active.version} expired at {active.expires_at}: "
                 "PUT /credentials/rotate (or let the backend supply new ones)"
@@ -189,4 +189,4 @@ def recommended_actions(
 def _time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime(health.TIME_FORMAT)
+    return times.format_epoch(epoch)
