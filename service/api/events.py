@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -109,7 +109,13 @@ async def _follow(
 
 
 def sse_frame(event: RecordedEvent) -> bytes:
-    data = json.dumps(event_json(event), separators=(",", ":"))
+    return sse_message(event, event_json(event))
+
+
+def sse_message(event: RecordedEvent, body: Mapping[str, Any]) -> bytes:
+    """One SSE message for `event`: its position as the id (what Last-Event-ID resumes from),
+    its type as the event name and `body` as compact JSON."""
+    data = json.dumps(body, separators=(",", ":"))
     return f"id: {event.position}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 

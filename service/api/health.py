@@ -3,7 +3,6 @@ stream of health and circuit transitions."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from aiohttp import web
 from eventstore.records import RecordedEvent
 from service import errors
 from service.api import routes, schemas
-from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse
+from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse, sse_message
 from service.api.keys import context_key, monitor_key, reconciler_key, runner_key
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
@@ -70,8 +69,7 @@ def health_frame(event: RecordedEvent) -> bytes | None:
         }
     else:
         body |= {"from": data["from_state"], "to": data["to_state"], "cause": data["cause"]}
-    payload = json.dumps(body, separators=(",", ":"))
-    return f"id: {event.position}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+    return sse_message(event, body)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

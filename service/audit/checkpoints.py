@@ -102,5 +102,3 @@ class CheckpointSigner:
             logger.error("%s", exc)
         except StoreError as exc:
             logger.warning("could not sign a checkpoint now: %s", exc)
-        except Exception:  # noqa: BLE001 - the signer must outlive its own bugs
-            logger.exception("signing a checkpoint failed unexpectedly")

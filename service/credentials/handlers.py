@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from nacl.public import PrivateKey
 
 from eventstore.keyring import KeyRing
-from projections import containers, credentials, events, groups
+from projections import containers, credentials, events, groups, times
 from service import errors
 from service.backend.client import BackendClient, BackendError
 from service.credentials import values
@@ -33,15 +33,12 @@ def expiry(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return times.format_time(times.parse_time(text))
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
         raise errors.ValidationFailedError(
             "expirationTime must be an ISO 8601 time with a zone",
             details=[{"field": "expirationTime", "message": "e.g. 2026-12-01T00:00:00Z"}],
-        )
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ) from None
 
 
 BACKEND_PATH = "/get-agent-tool-credentials"
@@ -97,7 +94,7 @@ async def inject(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
@@ -191,7 +188,7 @@ async def rotate(
 ) -> dict[str, Any]:
     """A new version for the agent the current one is bound to; the old one is retired (its
     files are overwritten or, if not in the new version, left until revoked)."""
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     current = ctx.runner.state(credentials.PROJECTION).of(command.mcp_server_id).active()
     if current is None:
         raise errors.NotFoundError(
@@ -214,7 +211,7 @@ async def revoke(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     state = ctx.runner.state(credentials.PROJECTION)
     server = state.of(command.mcp_server_id)
     live = [v for v in server.versions.values() if not v.forgotten]
@@ -246,9 +243,7 @@ def status_json(
         version = server.versions.get(server.current) if server.current is not None else None
         if version is None:
             continue
-        expired = version.expires_at is not None and version.expires_at < now.strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+        expired = version.expired(now)
         status = "expired" if expired and version.status != "revoked" else version.status
         if status == "injected" and not _in_every_replica(version, observed.of(server_id)):
             status = "pending"

@@ -156,7 +156,6 @@ def _decoded(ctx: CommandContext, history: list[Any]) -> list[events.Event]:
 
 GroupDecision = Callable[[groups.GroupsState, Any], "events.Event | list[events.Event]"]
 ATTEMPTS = 3
-CATCH_UP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +206,7 @@ async def decide_and_append(
 async def _decide_at_head(
     ctx: CommandContext, decide: Callable[[], Decided | dict[str, Any]]
 ) -> Decided | dict[str, Any]:
-    await ctx.runner.current(within=CATCH_UP_S)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     return decide()
 
 

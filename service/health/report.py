@@ -3,11 +3,12 @@ actions its facts call for. Pure: the read models, the live breaker and the time
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from projections import health
+from projections import credentials, health, specs, times
 from service import instance as instances
 from service import status
 from service.docker.adapter import ContainerInfo
@@ -84,7 +85,7 @@ def comprehensive(models: ReadModels, now: datetime) -> dict[str, Any]:
         }
         for server_id in sorted(models.desired.servers)
         for f in models.health.failures.get(server_id, ())
-        if health.parse_time(f.at) >= since
+        if times.parse_time(f.at) >= since
     ]
     return {
         "overallStatus": overall_status(servers),
@@ -125,68 +126,127 @@ def recommended_actions(
     models: ReadModels, server_id: str, since: datetime, now: datetime
 ) -> list[dict[str, Any]]:
     """What an operator should do about a server, each derived from a fact in the log."""
+    facts = ServerFacts(models, server_id, since, now)
     actions: dict[str, str] = {}  # action -> reason; the newest fact of each kind wins
-    limits = models.desired.limits_of(server_id)
-    for failure in models.health.failures.get(server_id, ()):
-        if health.parse_time(failure.at) < since:
-            continue
-        if failure.oom_killed:
-            # without a limit of its own it ran under DTMA_DEFAULT_MEMORY_MB
-            limit = f"{limits.memory_mb} MB" if limits.memory_mb else "the default"
-            actions["raise_memory_limit"] = (
-                f"replica {failure.replica} was killed for running out of memory "
-                f"({limit} limit) at {failure.at}"
-            )
-        elif failure.exit_code is not None:
-            actions["check_logs_and_credentials"] = (
-                f"replica {failure.replica} exited with code {failure.exit_code} after it "
-                f"started, at {failure.at}: see `docker logs {failure.container_id}`"
-            )
-        else:
-            actions["check_image_and_spec"] = (
-                f"replica {failure.replica} could not start: {failure.reason}"
-            )
-    for instance in models.observed.of(server_id):
-        verdict = models.health.replicas.get(server_id, {}).get(instance.replica)
-        current = verdict is not None and verdict.container_id == instance.container_id
-        if verdict and current and instance.state == "running" and verdict.health == "unhealthy":
-            seen = "time out" if verdict.timed_out else f"fail ({verdict.reason})"
-            actions["inspect_server"] = (
-                f"replica {instance.replica} is running but its probes {seen} since {verdict.since}"
-            )
-    active = models.credentials.of(server_id).active()
-    if active is not None:
-        for provider, error in sorted(active.oauth_errors.items()):
-            actions["check_oauth_provider"] = (
-                f"the {provider} access token could not be obtained ({error}); it is retried "
-                "with backoff: check the client, its secret and the refresh token"
-            )
-        if active.status == "failed":
-            actions["check_credentials_injection"] = f"{active.last_error}"
-        if active.expires_at is not None and health.parse_time(active.expires_at) < now:
-            actions["renew_credentials"] = (
-                f"credentials version {active.version} expired at {active.expires_at}: "
-                "PUT /credentials/rotate (or let the backend supply new ones)"
-            )
-    if missing := models.missing_credentials(server_id):
-        actions["inject_credentials"] = (
-            f"it requires {', '.join(missing)}, which no current credential version holds: "
-            "POST /credentials/inject; it starts once they are there"
-        )
-    view = models.health.circuit(server_id)
-    if view.state == "open":
-        cause = view.transitions[-1].cause if view.transitions else "failures"
-        actions["restart_group_when_fixed"] = (
-            f"the circuit is open since {view.opened_at} ({cause}); fix the cause, then "
-            f"PUT /container-groups/{models.desired.servers[server_id].group_id}/restart"
-        )
+    for rule in RULES:
+        actions.update(rule(facts))
     return [
         {"mcpServerId": server_id, "action": action, "reason": reason}
         for action, reason in actions.items()
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerFacts:
+    """What the rules read: one server's read models, the report's window and its time."""
+
+    models: ReadModels
+    server_id: str
+    since: datetime
+    now: datetime
+
+    def credentials(self) -> credentials.Version | None:
+        return self.models.credentials.of(self.server_id).active()
+
+
+Advice = Iterator[tuple[str, str]]  # (action, reason), oldest fact first
+
+
+def recent_failures(facts: ServerFacts) -> Advice:
+    limits = facts.models.desired.limits_of(facts.server_id)
+    for failure in facts.models.health.failures.get(facts.server_id, ()):
+        if times.parse_time(failure.at) >= facts.since:
+            yield _failure_advice(failure, limits)
+
+
+def _failure_advice(failure: health.FailureRecord, limits: specs.Limits) -> tuple[str, str]:
+    if failure.oom_killed:
+        # without a limit of its own it ran under DTMA_DEFAULT_MEMORY_MB
+        limit = f"{limits.memory_mb} MB" if limits.memory_mb else "the default"
+        return "raise_memory_limit", (
+            f"replica {failure.replica} was killed for running out of memory "
+            f"({limit} limit) at {failure.at}"
+        )
+    if failure.exit_code is not None:
+        return "check_logs_and_credentials", (
+            f"replica {failure.replica} exited with code {failure.exit_code} after it "
+            f"started, at {failure.at}: see `docker logs {failure.container_id}`"
+        )
+    return "check_image_and_spec", f"replica {failure.replica} could not start: {failure.reason}"
+
+
+def unhealthy_replicas(facts: ServerFacts) -> Advice:
+    verdicts = facts.models.health.replicas.get(facts.server_id, {})
+    for instance in facts.models.observed.of(facts.server_id):
+        verdict = verdicts.get(instance.replica)
+        current = verdict is not None and verdict.container_id == instance.container_id
+        if verdict and current and instance.state == "running" and verdict.health == "unhealthy":
+            seen = "time out" if verdict.timed_out else f"fail ({verdict.reason})"
+            reason = f"replica {instance.replica} is running but its probes {seen}"
+            yield "inspect_server", f"{reason} since {verdict.since}"
+
+
+def oauth_errors(facts: ServerFacts) -> Advice:
+    active = facts.credentials()
+    failed = sorted(active.oauth_errors.items()) if active is not None else []
+    for provider, error in failed:
+        reason = (
+            f"the {provider} access token could not be obtained ({error}); it is retried "
+            "with backoff: check the client, its secret and the refresh token"
+        )
+        yield "check_oauth_provider", reason
+
+
+def failed_injection(facts: ServerFacts) -> Advice:
+    active = facts.credentials()
+    if active is not None and active.status == "failed":
+        yield "check_credentials_injection", f"{active.last_error}"
+
+
+def expired_credentials(facts: ServerFacts) -> Advice:
+    active = facts.credentials()
+    if active is not None and active.expired(facts.now):
+        reason = (
+            f"credentials version {active.version} expired at {active.expires_at}: "
+            "PUT /credentials/rotate (or let the backend supply new ones)"
+        )
+        yield "renew_credentials", reason
+
+
+def missing_credentials(facts: ServerFacts) -> Advice:
+    if missing := facts.models.missing_credentials(facts.server_id):
+        reason = (
+            f"it requires {', '.join(missing)}, which no current credential version holds: "
+            "POST /credentials/inject; it starts once they are there"
+        )
+        yield "inject_credentials", reason
+
+
+def open_circuit(facts: ServerFacts) -> Advice:
+    view = facts.models.health.circuit(facts.server_id)
+    if view.state == "open":
+        cause = view.transitions[-1].cause if view.transitions else "failures"
+        group_id = facts.models.desired.servers[facts.server_id].group_id
+        reason = (
+            f"the circuit is open since {view.opened_at} ({cause}); fix the cause, then "
+            f"PUT /container-groups/{group_id}/restart"
+        )
+        yield "restart_group_when_fixed", reason
+
+
+# In the order the report lists their actions.
+RULES: tuple[Callable[[ServerFacts], Advice], ...] = (
+    recent_failures,
+    unhealthy_replicas,
+    oauth_errors,
+    failed_injection,
+    expired_credentials,
+    missing_credentials,
+    open_circuit,
+)
+
+
 def _time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime(health.TIME_FORMAT)
+    return times.format_epoch(epoch)
