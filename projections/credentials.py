@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from projections import events, times
+from eventstore import times
+from projections import events
 from projections.folds import Projection, StreamVersioned, with_stream_versions
 
 Status = Literal["pending", "injected", "failed", "retired", "revoked"]

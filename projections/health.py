@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from projections import events, times
+from eventstore import times
+from projections import events
 from projections.folds import Projection
 
 DEFAULT_SCOPE = "default"

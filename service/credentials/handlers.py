@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from nacl.public import PrivateKey
 
+from eventstore import times
 from eventstore.keyring import KeyRing
-from projections import containers, credentials, events, groups, times
+from projections import containers, credentials, events, groups
 from service import errors
 from service.backend.client import BackendClient, BackendError
 from service.credentials import values

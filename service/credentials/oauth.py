@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 
+from eventstore import times
 from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
-from projections import credentials, events, groups, times
+from projections import credentials, events, groups
 from service import errors, loops, outbound
 from service.backend.client import BackendClient
 from service.credentials import values

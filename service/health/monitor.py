@@ -25,11 +25,12 @@ from typing import cast
 
 import aiohttp
 
+from eventstore import times
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
-from projections import containers, events, health, specs, times
+from projections import containers, events, health, specs
 from projections.runner import ProjectionRunner
 from service import loops, status
 from service.handling.causation import Actor, Causation

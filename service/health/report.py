@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from projections import credentials, health, specs, times
+from eventstore import times
+from projections import credentials, health, specs
 from service import instance as instances
 from service import status
 from service.docker.adapter import ContainerInfo

@@ -6,15 +6,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from eventstore import records
-from projections import times
+from eventstore import times
 
 MOMENT = datetime(2026, 12, 1, 10, 0, 0, 5, tzinfo=UTC)
 
 
-def test_times_are_written_as_the_store_writes_recorded_at() -> None:
+def test_times_are_written_in_utc_with_microseconds() -> None:
     plus_two = MOMENT.astimezone(timezone(timedelta(hours=2)))
-    assert times.format_time(plus_two) == records.format_time(MOMENT)
+    assert times.format_time(plus_two) == times.format_time(MOMENT)
     assert times.format_time(MOMENT) == "2026-12-01T10:00:00.000005Z"
     assert times.format_epoch(MOMENT.timestamp()) == "2026-12-01T10:00:00.000005Z"
 

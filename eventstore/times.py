@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # eventstore.records.format_time writes the same
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_time(moment: datetime) -> str:
-    """`moment` (with its zone) in the log's format."""
+    """`moment` (with its zone) in the log's format: UTC, microseconds, fixed width, so that
+    the text sorts in the same order as the times."""
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
