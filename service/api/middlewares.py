@@ -13,6 +13,7 @@ from eventstore import errors as store_errors
 from projections import runner
 from service import errors
 from service.access import token_store, tokens
+from service.api import schemas
 
 logger = logging.getLogger(__name__)
 
@@ -87,21 +88,21 @@ def _from_behind(exc: runner.ProjectionsBehindError) -> errors.ServiceError:
     return errors.UnavailableError(
         "the read models are stopped before an event they cannot read; see GET /healthz",
         code="projections_stopped",
-        details=[projections_json(exc.position, exc.head, exc.failure)],
+        details=[projections_stopped(exc.position, exc.head, exc.failure).wire()],
     )
 
 
-def projections_json(position: int, head: int, failure: runner.FoldFailure) -> dict[str, Any]:
+def projections_stopped(
+    position: int, head: int, failure: runner.FoldFailure
+) -> schemas.ProjectionsStopped:
     """The projections' state as /healthz and 503 answers show it while they are stopped."""
-    return {
-        "position": position,
-        "head": head,
-        "error": {
-            "position": failure.position,
-            "type": failure.event_type,
-            "message": failure.error,
-        },
-    }
+    return schemas.ProjectionsStopped(
+        position=position,
+        head=head,
+        error=schemas.FoldFailure(
+            position=failure.position, type=failure.event_type, message=failure.error
+        ),
+    )
 
 
 def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.ServiceError:
@@ -129,8 +130,10 @@ def translate(exc: BaseException) -> errors.ServiceError | None:
 
 
 def error_response(error: errors.ServiceError) -> web.Response:
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
-    return web.json_response(body, status=error.status)
+    body = schemas.ErrorAnswer(
+        error=schemas.ErrorBody(code=error.code, message=error.message, details=error.details)
+    )
+    return web.json_response(body.wire(), status=error.status)
 
 
 @web.middleware

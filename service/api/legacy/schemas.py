@@ -73,11 +73,11 @@ class SystemMetrics(LegacyAnswer):
 
 
 class ToolInstance(LegacyAnswer):
-    account_tool_instance_id: str | None
-    instance_name_on_toolbox: str
-    status: ToolState
     container_id: str | None
+    instance_name_on_toolbox: str
+    account_tool_instance_id: str | None
     image: str
+    status: ToolState
     created: str | None
 
 
