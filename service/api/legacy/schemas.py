@@ -61,8 +61,11 @@ class Memory(LegacyAnswer):
     free_bytes: int | None
 
 
-class Disk(Memory):
+class Disk(LegacyAnswer):
     mount: str
+    total_bytes: int | None
+    used_bytes: int | None
+    free_bytes: int | None
 
 
 class SystemMetrics(LegacyAnswer):
