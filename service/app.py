@@ -184,7 +184,7 @@ def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
         system_metrics.dtma_version(),
         system_metrics.read(),
         heartbeat.tool_statuses(legacy.every_tool(runner)),
-        [status.server_status(models, s) for s in sorted(models.desired.servers)],
+        [status.server_status(models, s).wire() for s in sorted(models.desired.servers)],
     )
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from eventstore.records import RecordedEvent
 from service import errors
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import store_key, streams_key
 from service.api.middlewares import actor_key
 from service.api.routes import Param, Reply, Route
@@ -23,18 +23,23 @@ MAX_PAGE = 1_000
 KEEPALIVE_S = 15.0
 
 
+def event_record(event: RecordedEvent) -> schemas.EventRecord:
+    return schemas.EventRecord(
+        position=event.position,
+        stream_id=event.stream_id,
+        version=event.version,
+        type=event.type,
+        schema_version=event.schema_version,
+        data=event.data,
+        metadata=event.metadata,
+        recorded_at=event.recorded_at,
+        hash=event.hash,
+    )
+
+
 def event_json(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "streamId": event.stream_id,
-        "version": event.version,
-        "type": event.type,
-        "schemaVersion": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recordedAt": event.recorded_at,
-        "hash": event.hash,
-    }
+    """An event as `GET /events`, the SSE stream and `dtma events` show it."""
+    return event_record(event).wire()
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -42,7 +47,7 @@ async def list_events(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, low=1, high=MAX_PAGE)
     page = await request.app[store_key].read_all(after, limit, request.query.get("stream"))
     next_after = page[-1].position if page else after
-    return web.json_response({"events": [event_json(e) for e in page], "next": next_after})
+    return wire.answer(schemas.EventPage(events=[event_record(e) for e in page], next=next_after))
 
 
 def resume_position(request: web.Request) -> int:

@@ -1,126 +1,49 @@
-"""The health answers: one server's breaker and probes, and the comprehensive report with the
-actions its facts call for. Pure: the read models, the live breaker and the time come in."""
+"""The facts the health answers are made of: recent failures, current verdicts, the overall
+status and the actions the facts call for. Pure; service/api/health.py renders the answers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from eventstore import times
 from projections import credentials, health, specs
-from service import instance as instances
-from service import status
-from service.docker.adapter import ContainerInfo
-from service.handling.handlers import breaker_config_json
-from service.health import breaker
+from service.handling import answers
 from service.status import ReadModels
 
 FAILURE_WINDOW = timedelta(hours=1)
 """The report lists container failures of the last hour; older ones are history (the log)."""
 
 
-def server_health(
-    models: ReadModels, server_id: str, live: breaker.Breaker, config: health.BreakerConfig
-) -> dict[str, Any]:
-    """GET /health/mcp/{id}: the circuit as the log has it, the counters as they are now."""
-    view = models.health.circuit(server_id)
-    deployed = server_id in models.desired.servers
-    server = status.server_status(models, server_id) if deployed else None
-    return {
-        "mcpServerId": server_id,
-        "health": server["health"] if server else "unknown",
-        "circuitState": view.state,
-        "consecutiveFailures": live.consecutive_failures,
-        "consecutiveSuccesses": live.consecutive_successes,
-        "lastCheckAt": _time(live.last_check_at),
-        "lastError": live.last_error,
-        "openedAt": view.opened_at,
-        "nextAttemptAt": view.next_attempt_at,
-        "replicas": [_replica_json(models, server_id, i) for i in server["instances"]]
-        if server
-        else [],
-        "transitions": [
-            {
-                "from": t.from_state,
-                "to": t.to_state,
-                "cause": t.cause,
-                "position": t.position,
-                "at": t.at,
-            }
-            for t in reversed(view.transitions)
-        ],
-        "config": breaker_config_json(server_id, config),
-    }
-
-
-def _replica_json(models: ReadModels, server_id: str, instance: dict[str, Any]) -> dict[str, Any]:
-    verdict = models.health.replicas.get(server_id, {}).get(instance["replica"])
-    current = verdict if verdict and verdict.container_id == instance["containerId"] else None
-    return {
-        "replica": instance["replica"],
-        "containerId": instance["containerId"],
-        "state": instance["state"],
-        "health": instance["health"],
-        "since": current.since if current else None,
-        "lastProbeError": current.reason if current and current.health == "unhealthy" else None,
-        "exitCode": instance["exitCode"],
-        "oomKilled": instance["oomKilled"],
-    }
-
-
-def comprehensive(models: ReadModels, now: datetime) -> dict[str, Any]:
-    """GET /health/comprehensive."""
-    servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
-    since = now - FAILURE_WINDOW
-    failed = [
-        {
-            "containerId": f.container_id,
-            "mcpServerId": server_id,
-            "replica": f.replica,
-            "exitCode": f.exit_code,
-            "oomKilled": f.oom_killed,
-            "failedAt": f.at,
-            "reason": f.reason,
-        }
+def recent_failures(models: ReadModels, since: datetime) -> list[tuple[str, health.FailureRecord]]:
+    """Each server's container failures since `since`, by server id, oldest first."""
+    return [
+        (server_id, f)
         for server_id in sorted(models.desired.servers)
         for f in models.health.failures.get(server_id, ())
         if times.parse_time(f.at) >= since
     ]
-    return {
-        "overallStatus": overall_status(servers),
-        "mcpServerStates": servers,
-        "failedContainers": failed,
-        "recommendedActions": [
-            action
-            for server_id in sorted(models.desired.servers)
-            for action in recommended_actions(models, server_id, since, now)
-        ],
-    }
 
 
-def foreign(found: Sequence[ContainerInfo]) -> list[dict[str, Any]]:
-    """Managed containers another DTMA instance made, as the reconciler's last pass found them."""
-    return [
-        {
-            "containerId": c.id,
-            "name": c.name.lstrip("/"),
-            "instance": c.labels.get(instances.LABEL),
-            "group": c.labels.get("dtma.group"),
-            "mcpServerId": c.labels.get("dtma.server"),
-        }
-        for c in found
-    ]
+def current_verdict(
+    models: ReadModels, server_id: str, replica: int, container_id: str | None
+) -> health.ReplicaHealth | None:
+    """The probes' last verdict on a replica, if it was on the container it runs now."""
+    verdict = models.health.replicas.get(server_id, {}).get(replica)
+    return verdict if verdict and verdict.container_id == container_id else None
 
 
-def overall_status(servers: list[dict[str, Any]]) -> str:
+def overall_status(
+    servers: Sequence[answers.McpServerStatus],
+) -> Literal["healthy", "degraded", "unhealthy"]:
     """Healthy if every wanted server is; unhealthy if none is; degraded in between."""
-    wanted = [s for s in servers if s["desiredReplicas"] > 0]
-    healthy = [s for s in wanted if s["health"] == "healthy"]
+    wanted = [s for s in servers if s.desired_replicas > 0]
+    healthy = [s for s in wanted if s.health == "healthy"]
     if len(healthy) == len(wanted):
         return "healthy"
-    return "degraded" if healthy or any(s["health"] == "degraded" for s in wanted) else "unhealthy"
+    return "degraded" if healthy or any(s.health == "degraded" for s in wanted) else "unhealthy"
 
 
 def recommended_actions(
@@ -153,7 +76,7 @@ class ServerFacts:
 Advice = Iterator[tuple[str, str]]  # (action, reason), oldest fact first
 
 
-def recent_failures(facts: ServerFacts) -> Advice:
+def failures_in_window(facts: ServerFacts) -> Advice:
     limits = facts.models.desired.limits_of(facts.server_id)
     for failure in facts.models.health.failures.get(facts.server_id, ()):
         if times.parse_time(failure.at) >= facts.since:
@@ -237,7 +160,7 @@ def open_circuit(facts: ServerFacts) -> Advice:
 
 # In the order the report lists their actions.
 RULES: tuple[Callable[[ServerFacts], Advice], ...] = (
-    recent_failures,
+    failures_in_window,
     unhealthy_replicas,
     oauth_errors,
     failed_injection,
@@ -245,9 +168,3 @@ RULES: tuple[Callable[[ServerFacts], Advice], ...] = (
     missing_credentials,
     open_circuit,
 )
-
-
-def _time(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return times.format_epoch(epoch)
