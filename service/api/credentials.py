@@ -17,6 +17,7 @@ from service.api.keys import backend_key, context_key, ring_key, runner_key, set
 from service.api.routes import Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.credentials import handlers as credentials
+from service.credentials import status as credential_status
 from service.handling import commands, handlers
 
 ACCEPTED = 202
@@ -75,7 +76,7 @@ async def status(request: web.Request) -> web.Response:
     await wait_min_position(request, runner)
     state = runner.state(read_model.PROJECTION)
     observed = runner.state(containers.PROJECTION)
-    return web.json_response(credentials.status_json(state, observed, datetime.now(UTC)))
+    return web.json_response(credential_status.status_json(state, observed, datetime.now(UTC)))
 
 
 async def public_key(request: web.Request) -> web.Response:

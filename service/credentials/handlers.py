@@ -12,10 +12,10 @@ from typing import Any, Literal
 from nacl.public import PrivateKey
 
 from eventstore.keyring import KeyRing
-from projections import containers, credentials, events, groups
+from projections import credentials, events, groups
 from service import errors
-from service.backend.client import BackendClient, BackendError
-from service.credentials import values
+from service.backend.client import BackendClient
+from service.credentials import fetch, values
 from service.handling import commands
 from service.handling.handlers import CommandContext, CommandMeta, replay_if_known
 
@@ -42,49 +42,6 @@ def expiry(text: str | None) -> str | None:
             details=[{"field": "expirationTime", "message": "e.g. 2026-12-01T00:00:00Z"}],
         )
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-BACKEND_PATH = "/get-agent-tool-credentials"
-
-
-async def fetched(
-    backend: BackendClient | None, server: groups.ServerState, agent_id: str
-) -> commands.CredentialsSpec:
-    """The backend's secrets for this agent and server, as if given in the body. A name the
-    server declares in `credentialRequirements` keeps its mode there; others are `env`."""
-    if backend is None:
-        raise errors.ValidationFailedError(
-            "no credentials given, and no backend is configured to fetch them from",
-            details=[{"field": "credentials", "message": "required without DTMA_BACKEND_URL"}],
-        )
-    instance = server.spec.legacy.account_tool_instance_id if server.spec.legacy else server.spec.id
-    try:
-        answer = await backend.post_with_retries(
-            BACKEND_PATH, {"agentId": agent_id, "accountToolInstanceId": instance}, attempts=3
-        )
-    except BackendError as exc:
-        raise errors.UnavailableError(
-            f"the backend did not supply the credentials: {exc}", code="backend_unavailable"
-        ) from None
-    secrets = answer.get("secrets") if isinstance(answer, dict) else None
-    if not isinstance(secrets, dict):
-        raise errors.UnavailableError(
-            "the backend's answer has no secrets object", code="backend_unavailable"
-        )
-    modes = {r.name: r.mode for r in server.spec.credential_requirements}
-    try:
-        return commands.CredentialsSpec(
-            api_keys=[
-                commands.ApiKeySpec(name=name, value=value, mode=modes.get(name, "env"))
-                for name, value in sorted(secrets.items())
-                if value is not None
-            ]
-        )
-    except ValueError:  # a name or value we would refuse from a caller too; never echoed
-        raise errors.UnavailableError(
-            "the backend supplied a credential name or value that is not acceptable",
-            code="backend_unavailable",
-        ) from None
 
 
 async def inject(
@@ -119,7 +76,7 @@ async def inject(
     source: Source = "request"
     version = given
     if version is None:
-        spec = await fetched(backend, server, command.agent_id)
+        spec = await fetch.fetched(backend, server, command.agent_id)
         version, source = values.from_request(spec, private, modes), "backend"
     return await record_version(
         ctx,
@@ -229,51 +186,3 @@ async def revoke(
     for key_id in event.key_ids:
         await ring.destroy(key_id)
     return answer
-
-
-def _in_every_replica(version: credentials.Version, instances: list[containers.Instance]) -> bool:
-    running = (i for i in instances if i.state == "running")
-    return all(version.in_place(i.replica, i.container_id) for i in running)
-
-
-def status_json(
-    state: credentials.CredentialsState, observed: containers.ContainersState, now: datetime
-) -> list[dict[str, Any]]:
-    """GET /credentials/status: every server's current version — names, never values. A version
-    with files is `injected` once they are in every running replica, `pending` until then."""
-    found = []
-    for server_id, server in sorted(state.servers.items()):
-        version = server.versions.get(server.current) if server.current is not None else None
-        if version is None:
-            continue
-        expired = version.expires_at is not None and version.expires_at < now.strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
-        status = "expired" if expired and version.status != "revoked" else version.status
-        if status == "injected" and not _in_every_replica(version, observed.of(server_id)):
-            status = "pending"
-        tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
-        found.append(
-            {
-                "mcpServerId": server_id,
-                "agentId": version.agent_id,
-                "version": version.version,
-                "names": list(version.names),
-                "modes": version.modes,
-                "status": status,
-                "injectedAt": version.injected_at,
-                "expiresAt": version.expires_at,
-                "appliedTo": sorted(version.applied),
-                "lastError": version.last_error,
-                "source": version.source,
-                "oauthProviders": [
-                    {
-                        "provider": g.provider,
-                        "tokenExpiresAt": tokens.get(values.access_token_name(g.provider)),
-                        "lastError": version.oauth_errors.get(g.provider),
-                    }
-                    for g in version.oauth
-                ],
-            }
-        )
-    return found

@@ -20,7 +20,8 @@ from projections import credentials, events, groups, health
 from service import errors, outbound
 from service.backend.client import BackendClient
 from service.credentials import values
-from service.credentials.handlers import fetched, record_version
+from service.credentials.fetch import fetched
+from service.credentials.handlers import record_version
 from service.handling.handlers import CommandContext, CommandMeta
 
 logger = logging.getLogger(__name__)
