@@ -58,11 +58,13 @@ from service.api.stream_slots import StreamSlots
 from service.audit import checkpoints as audit
 from service.backend import heartbeat, system_metrics
 from service.backend.client import BackendClient
+from service.config import handlers as configuration
 from service.config.applier import ConfigApplier
+from service.credentials import handlers as credential_handlers
 from service.credentials.injector import CredentialInjector
 from service.credentials.oauth import Refresher
 from service.docker.adapter import DockerAdapter
-from service.handling.handlers import CommandContext
+from service.handling import context, handlers
 from service.health.monitor import HealthMonitor
 from service.legacy import handlers as legacy
 from service.metrics import Metrics
@@ -135,12 +137,6 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     app[metrics_key].watch(runner)  # first: a failure met while catching up is counted too
     await runner.start()
     app[runner_key] = runner
-    app[context_key] = CommandContext(
-        store=store,
-        catalogue=events.CATALOGUE,
-        runner=runner,
-        policy=app[settings_key].policy(),
-    )
     try:
         yield
     finally:
@@ -176,6 +172,25 @@ async def backend_context(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app[backend_key] = BackendClient(settings.backend_url, settings.backend_token, session)
         yield
+
+
+async def commands_context(app: web.Application) -> AsyncIterator[None]:
+    """The context commands are handled in, with the one table of every feature's handlers
+    (some given the parts they use: the key ring, the backend, Docker)."""
+    table = handlers.one_table(
+        handlers.COMMAND_HANDLERS,
+        configuration.COMMAND_HANDLERS,
+        credential_handlers.command_handlers(app[ring_key], app.get(backend_key)),
+        legacy.command_handlers(app[docker_key]),
+    )
+    app[context_key] = context.CommandContext(
+        store=app[store_key],
+        catalogue=events.CATALOGUE,
+        runner=app[runner_key],
+        policy=app[settings_key].policy(),
+        handlers=table,
+    )
+    yield
 
 
 def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
@@ -303,6 +318,7 @@ def create_app(settings: Settings) -> web.Application:
             checkpoint_context,
             docker_context,
             backend_context,
+            commands_context,
             supervisor_context,
         ]
     )

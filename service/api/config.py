@@ -15,8 +15,7 @@ from service.api import routes, wire
 from service.api.keys import context_key, runner_key, settings_key
 from service.api.routes import Route
 from service.api.wire import command_meta, read_command, wait_min_position
-from service.config import handlers as configuration
-from service.handling import answers, commands
+from service.handling import answers, commands, handlers
 
 CREATED = 201
 ACCEPTED = 202
@@ -24,8 +23,7 @@ ACCEPTED = 202
 
 async def define_template(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.DefineTemplate)
-    meta = command_meta(request, body)
-    answer = await configuration.define_template(request.app[context_key], command, meta)
+    answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     return wire.answer_as(TemplateDefined, answer, status=CREATED)
 
 
@@ -41,20 +39,20 @@ async def get_template(request: web.Request) -> web.Response:
 
 async def configure(request: web.Request) -> web.Response:
     server_id = wire.path_id(request)
-    command, body = await read_command(request, commands.ConfigureServer)
+    given, body = await read_command(request, commands.ConfigureServer)
     environment = request.app[settings_key].environment
-    answer = await configuration.configure_server(
-        request.app[context_key], server_id, command, environment, command_meta(request, body)
+    command = commands.ConfigureServerById(
+        mcp_server_id=server_id, environment=environment, body=given
     )
+    answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     return wire.answer_as(ConfigAccepted, answer, status=ACCEPTED)
 
 
 async def rollback(request: web.Request) -> web.Response:
     server_id = wire.path_id(request)
-    command, body = await read_command(request, commands.RollbackConfig)
-    answer = await configuration.rollback_config(
-        request.app[context_key], server_id, command, command_meta(request, body)
-    )
+    given, body = await read_command(request, commands.RollbackConfig)
+    command = commands.RollbackConfigById(mcp_server_id=server_id, body=given)
+    answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     return wire.answer_as(ConfigAccepted, answer, status=ACCEPTED)
 
 

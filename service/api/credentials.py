@@ -13,12 +13,13 @@ from projections import containers
 from projections import credentials as read_model
 from service import errors, outbound
 from service.api import routes, schemas, wire
-from service.api.keys import backend_key, context_key, ring_key, runner_key, settings_key
+from service.api.keys import context_key, ring_key, runner_key, settings_key
 from service.api.routes import Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.credentials import handlers as credentials
+from service.credentials import status as credential_status
 from service.credentials import values
-from service.handling import commands, handlers
+from service.handling import commands, context, handlers
 
 ACCEPTED = 202
 
@@ -26,18 +27,16 @@ ACCEPTED = 202
 async def inject(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.InjectCredentials)
     refuse_unreachable(request, command.credentials)
-    ring, meta = request.app[ring_key], await keyed_meta(request, body)
-    backend = request.app.get(backend_key)
-    answer = await credentials.inject(request.app[context_key], ring, command, meta, backend)
+    meta = await keyed_meta(request, body)
+    answer = await handlers.handle(request.app[context_key], command, meta)
     return wire.answer_as(schemas.CredentialsAccepted, answer, status=ACCEPTED)
 
 
 async def rotate(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.RotateCredentials)
     refuse_unreachable(request, command.credentials)
-    ring, meta = request.app[ring_key], await keyed_meta(request, body)
-    backend = request.app.get(backend_key)
-    answer = await credentials.rotate(request.app[context_key], ring, command, meta, backend)
+    meta = await keyed_meta(request, body)
+    answer = await handlers.handle(request.app[context_key], command, meta)
     return wire.answer_as(schemas.CredentialsAccepted, answer, status=ACCEPTED)
 
 
@@ -55,7 +54,7 @@ def refuse_unreachable(request: web.Request, spec: commands.CredentialsSpec | No
             ) from None
 
 
-async def keyed_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
+async def keyed_meta(request: web.Request, body: bytes) -> context.CommandMeta:
     """The command's metadata, its request hash keyed: the body holds secrets."""
     private = await request.app[ring_key].box_keypair()
     keyed = credentials.keyed_request_hash(private, request.method, request.path_qs, body)
@@ -64,10 +63,7 @@ async def keyed_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
 
 async def revoke(request: web.Request) -> web.Response:
     command = commands.RevokeCredentials(mcp_server_id=wire.path_id(request))
-    ring = request.app[ring_key]
-    answer = await credentials.revoke(
-        request.app[context_key], ring, command, command_meta(request, b"")
-    )
+    answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
     return wire.answer_as(schemas.CredentialsRevoked, answer, status=ACCEPTED)
 
 
@@ -87,13 +83,13 @@ def statuses(
     for server_id, server in sorted(state.servers.items()):
         version = server.versions.get(server.current) if server.current is not None else None
         if version is not None:
-            shown = credentials.shown_status(version, observed.of(server_id), now)
-            found.append(credential_status(server_id, version, shown))
+            shown = credential_status.shown_status(version, observed.of(server_id), now)
+            found.append(status_of(server_id, version, shown))
     return schemas.CredentialStatuses(found)
 
 
-def credential_status(
-    server_id: str, version: read_model.Version, shown: credentials.Shown
+def status_of(
+    server_id: str, version: read_model.Version, shown: credential_status.Shown
 ) -> schemas.CredentialStatus:
     tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
     return schemas.CredentialStatus(

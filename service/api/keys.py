@@ -15,7 +15,7 @@ from service.api.rendered import RenderedAt
 from service.api.stream_slots import StreamSlots
 from service.backend.client import BackendClient
 from service.docker.adapter import DockerAdapter
-from service.handling.handlers import CommandContext
+from service.handling import context
 from service.health.monitor import HealthMonitor
 from service.metrics import Metrics
 from service.orchestration.reconciler import Reconciler
@@ -24,7 +24,7 @@ from service.settings import Settings
 settings_key = web.AppKey("dtma.settings", Settings)
 store_key = web.AppKey("dtma.store", EventStore)
 runner_key = web.AppKey("dtma.runner", ProjectionRunner)
-context_key = web.AppKey("dtma.context", CommandContext)
+context_key = web.AppKey("dtma.context", context.CommandContext)
 docker_key = web.AppKey("dtma.docker", DockerAdapter)
 reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
 monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)

@@ -16,7 +16,7 @@ from service import errors
 from service.api import json_limits
 from service.api.keys import runner_key, settings_key
 from service.api.middlewares import actor_key, validation_error
-from service.handling import answers, commands, handlers
+from service.handling import answers, commands, context
 
 M = TypeVar("M", bound=BaseModel)
 A = TypeVar("A", bound=answers.Answer)
@@ -100,7 +100,7 @@ async def wait_min_position(request: web.Request, runner: ProjectionRunner) -> N
         )
 
 
-def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
+def command_meta(request: web.Request, body: bytes) -> context.CommandMeta:
     """Who asks, and why. Every command passes here: while the projections are stopped before
     an event, none is decided (503), since each would decide on state the log has moved past."""
     request.app[runner_key].require_readable()
@@ -110,11 +110,11 @@ def command_meta(request: web.Request, body: bytes) -> handlers.CommandMeta:
             "Idempotency-Key must be 1 to 200 printable characters",
             details=[{"field": "Idempotency-Key", "message": "1 to 200 printable characters"}],
         )
-    return handlers.CommandMeta(
+    return context.CommandMeta(
         actor=request.get(actor_key, "anonymous"),
         correlation_id=_request_id(request) or str(uuid.uuid4()),
         idempotency_key=key,
-        request_hash=handlers.request_hash(request.method, request.path_qs, body),
+        request_hash=context.request_hash(request.method, request.path_qs, body),
     )
 
 

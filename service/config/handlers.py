@@ -1,6 +1,6 @@
 """Configuration commands (define a template, configure a server, roll back). Handlers decide
-on the caught-up read models with `service.config_decisions` and append with the stream's
-version and the idempotency key."""
+on the caught-up read models with `service.config.decisions` and append through
+`service.handling.appending`."""
 
 from __future__ import annotations
 
@@ -9,21 +9,14 @@ from typing import Any
 
 from projections import config, events, groups
 from service.config import decisions
-from service.handling import commands
-from service.handling.handlers import (
-    CommandContext,
-    CommandMeta,
-    Decided,
-    decide_and_append,
-    replay_if_known,
-)
+from service.handling import appending, commands, context
 
 Decision = Callable[[config.ConfigState, groups.GroupsState], events.Event | None]
 Unchanged = Callable[[config.ConfigState], dict[str, Any]]
 
 
 async def define_template(
-    ctx: CommandContext, command: commands.DefineTemplate, meta: CommandMeta
+    ctx: context.CommandContext, command: commands.DefineTemplate, meta: context.CommandMeta
 ) -> dict[str, Any]:
     """A new template; the same body again answers as the first time and appends nothing."""
 
@@ -40,18 +33,15 @@ async def define_template(
 
 
 async def configure_server(
-    ctx: CommandContext,
-    server_id: str,
-    command: commands.ConfigureServer,
-    environment: str | None,
-    meta: CommandMeta,
+    ctx: context.CommandContext, command: commands.ConfigureServerById, meta: context.CommandMeta
 ) -> dict[str, Any]:
     """The server's next configuration version (none when it would equal the current one)."""
+    server_id = command.mcp_server_id
     return await _decide_and_append(
         ctx,
         config.stream_of(server_id),
         lambda state, desired: decisions.configure_server(
-            state, desired, server_id, command, environment
+            state, desired, server_id, command.body, command.environment
         ),
         lambda state: _current_answer(state.of(server_id)),
         meta,
@@ -59,12 +49,13 @@ async def configure_server(
 
 
 async def rollback_config(
-    ctx: CommandContext, server_id: str, command: commands.RollbackConfig, meta: CommandMeta
+    ctx: context.CommandContext, command: commands.RollbackConfigById, meta: context.CommandMeta
 ) -> dict[str, Any]:
+    server_id = command.mcp_server_id
     return await _decide_and_append(
         ctx,
         config.stream_of(server_id),
-        lambda state, desired: decisions.rollback_config(state, desired, server_id, command),
+        lambda state, desired: decisions.rollback_config(state, desired, server_id, command.body),
         lambda state: _current_answer(state.of(server_id)),
         meta,
     )
@@ -77,26 +68,25 @@ def _current_answer(server: config.ServerConfig) -> dict[str, Any]:
 
 
 async def _decide_and_append(
-    ctx: CommandContext,
+    ctx: context.CommandContext,
     stream: str,
     decide: Decision,
     unchanged: Unchanged,
-    meta: CommandMeta,
+    meta: context.CommandMeta,
 ) -> dict[str, Any]:
     """Decide on the read models caught up with the log's head; append at the stream's version."""
-    replayed = await replay_if_known(ctx, meta)
-    if replayed is not None:
-        return replayed
 
-    def decided() -> Decided | dict[str, Any]:
+    def decided() -> appending.Decision:
         state = ctx.runner.state(config.PROJECTION)
         event = decide(state, ctx.runner.state(groups.PROJECTION))
         if event is None:
             return unchanged(state)
         version = state.stream_versions.get(stream, 0)
-        return Decided(stream, [event], version, _answer_of(event))
+        return appending.Decided(stream, [event], version, _answer_of(event))
 
-    return await decide_and_append(ctx, meta, decided)
+    return await appending.decide_and_append(
+        ctx, meta, appending.on_read_models(ctx, decided), stream
+    )
 
 
 def _answer_of(event: events.Event) -> dict[str, Any]:
@@ -104,3 +94,10 @@ def _answer_of(event: events.Event) -> dict[str, Any]:
         return {"id": event.template_id}
     assert isinstance(event, events.ServerConfigured)
     return {"version": event.version}
+
+
+COMMAND_HANDLERS: dict[type[commands.Command], context.Handler] = {
+    commands.DefineTemplate: define_template,
+    commands.ConfigureServerById: configure_server,
+    commands.RollbackConfigById: rollback_config,
+}

@@ -20,8 +20,9 @@ from projections import credentials, events, groups
 from service import errors, loops, outbound
 from service.backend.client import BackendClient
 from service.credentials import values
-from service.credentials.handlers import fetched, record_version
-from service.handling.handlers import CommandContext, CommandMeta
+from service.credentials.fetch import fetched
+from service.credentials.handlers import record_version
+from service.handling import context
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
 class Refresher:
     def __init__(
         self,
-        ctx: CommandContext,
+        ctx: context.CommandContext,
         ring: KeyRing,
         backend: BackendClient | None = None,
         policy: outbound.OutboundPolicy = STRICT,
@@ -221,9 +222,9 @@ def _with_refresh(grant: values.PlainGrant, refresh_token: bytes) -> values.Plai
     )
 
 
-def _system_meta(acted_on: int) -> CommandMeta:
+def _system_meta(acted_on: int) -> context.CommandMeta:
     """A refresh is due by the clock: a new correlation, caused by the state as of `acted_on`."""
-    return CommandMeta(
+    return context.CommandMeta(
         actor="system",
         correlation_id=str(uuid.uuid4()),
         causation_id=str(acted_on),

@@ -231,3 +231,19 @@ class RollbackConfig(Command):
     """POST /mcp-servers/{id}/config/rollback: that version's configuration, as a new one."""
 
     version: Annotated[int, Field(ge=1)]
+
+
+class ConfigureServerById(Command):
+    """A ConfigureServer body with what its route adds: the server (from the path) and the
+    environment whose overrides apply (the service's setting)."""
+
+    mcp_server_id: ResourceId
+    environment: str | None
+    body: ConfigureServer
+
+
+class RollbackConfigById(Command):
+    """A RollbackConfig body with the server its path names."""
+
+    mcp_server_id: ResourceId
+    body: RollbackConfig

@@ -1,127 +1,55 @@
-"""Command handlers: load the stream, decide, append with the expected version and key.
-
-`COMMAND_HANDLERS` is the explicit table the HTTP layer dispatches through.
+"""The groups' and circuit breakers' command handlers, each deciding with `decisions` and
+appending through `appending`; `COMMAND_HANDLERS` is their table, which the composition root
+merges with the other features' into the context's one table that `handle` dispatches through.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, cast
 
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError, VersionConflictError
-from eventstore.records import AppendResult
-from eventstore.store import EventStore
 from projections import events, groups, health
-from projections.runner import ProjectionRunner
-from service import errors
-from service.container_policy import DEFAULT_POLICY, ContainerPolicy
-from service.handling import answers, commands, decisions
-from service.handling.stream_locks import StreamLocks
-
-
-@dataclass(frozen=True, slots=True)
-class CommandContext:
-    store: EventStore
-    catalogue: Catalogue
-    runner: ProjectionRunner
-    locks: StreamLocks = field(default_factory=StreamLocks)
-    policy: ContainerPolicy = DEFAULT_POLICY  # what a command may ask of its containers
-    # breaker stream -> (its version, its settings) as last read: a command reads only what is
-    # newer, not the whole stream, which grows by one event with every setting
-    breaker_tails: dict[str, tuple[int, health.BreakerSettings]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class CommandMeta:
-    """Who asked and why: stored as every appended event's metadata."""
-
-    actor: str
-    correlation_id: str
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-    causation_id: str | None = None
-    component: str | None = None  # which part of the service, when the actor is `system`
-
-    def metadata(self) -> dict[str, Any]:
-        data = {"actor": self.actor, "correlation_id": self.correlation_id}
-        if self.causation_id:
-            data["causation_id"] = self.causation_id
-        if self.component:
-            data["component"] = self.component
-        return data
-
-
-def request_hash(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), body])).hexdigest()
+from service.handling import answers, appending, commands, decisions
+from service.handling.context import CommandContext, CommandMeta, Handler, Handlers
 
 
 async def configure_breaker(
     ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta
 ) -> dict[str, Any]:
-    """Settings merge over the stream's latest. Concurrent commands decide in turn under the
-    stream's lock, each on the settings the previous one will write, and their appends share a
-    commit: the lock is held while deciding, not while the append becomes durable. An append
-    that fails makes the ones decided after it fail their version check and decide again on
-    what the log really holds. (This relies on one service appending to its log, as DTMA is
-    run; a write from elsewhere is still caught by the version check of the append it raced.)"""
+    """Settings merge over the stream's latest. The decision states the settings it leaves, so
+    concurrent commands decide in turn on what the one before will write and their appends
+    share a commit (the throughput of concurrent settings). (This relies on one service
+    appending to its log, as DTMA is run; a write from elsewhere is still caught by the version
+    check of the append it raced.)"""
     stream = health.breaker_stream_of(command.mcp_server_id)
-    for attempt in range(ATTEMPTS):
-        async with ctx.locks.held(stream):
-            answer, appending = await _decide_breaker(ctx, command, meta, stream)
-        try:
-            appended = await appending
-        except StoreError as exc:
-            ctx.breaker_tails.pop(stream, None)
-            if not isinstance(exc, VersionConflictError) or attempt == ATTEMPTS - 1:
-                raise
-            continue
-        if appended.replayed:  # nothing appended: what was expected to be there is not
-            ctx.breaker_tails.pop(stream, None)
-        return {**(appended.result or answer), "position": appended.last_position}
-    raise AssertionError("unreachable")
 
+    async def decide() -> appending.Decided:
+        version, current = await _breaker_settings(ctx, stream)
+        event = decisions.configure_breaker(current, command)
+        settings = health.settings_of(event)
+        if command.mcp_server_id is None:
+            config = health.effective(settings, None)
+        else:
+            _, default = await _breaker_settings(ctx, health.breaker_stream_of(None))
+            config = health.effective(default, settings)
+        answer = {"config": breaker_config_answer(command.mcp_server_id, config).wire()}
+        return appending.Decided(stream, [event], version, answer, after=settings)
 
-async def _decide_breaker(
-    ctx: CommandContext, command: commands.ConfigureBreaker, meta: CommandMeta, stream: str
-) -> tuple[dict[str, Any], Awaitable[AppendResult]]:
-    """The answer, and the append submitted (not yet durable) with the version it will make
-    taken as the stream's from now on."""
-    version, current = await _breaker_settings(ctx, stream)
-    event = decisions.configure_breaker(current, command)
-    if command.mcp_server_id is None:
-        config = health.effective(health.settings_of(event), None)
-    else:
-        _, default = await _breaker_settings(ctx, health.breaker_stream_of(None))
-        config = health.effective(default, health.settings_of(event))
-    answer = {"config": breaker_config_answer(command.mcp_server_id, config).wire()}
-    appending = ctx.store.submit(
-        stream,
-        [ctx.catalogue.to_new_event(event)],
-        expected_version=version,
-        idempotency_key=meta.idempotency_key,
-        metadata=meta.metadata(),
-        request_hash=meta.request_hash,
-        result=answer,
-    )
-    ctx.breaker_tails[stream] = (version + 1, health.settings_of(event))
-    return answer, appending
+    return await appending.decide_and_append(ctx, meta, decide, stream)
 
 
 async def _breaker_settings(ctx: CommandContext, stream: str) -> tuple[int, health.BreakerSettings]:
-    """The stream's version and latest settings: as this process last wrote or submitted them,
-    else read from the log. (An append from elsewhere makes the next append here fail its
-    version check, which forgets what was known, so the retry reads the log.)"""
-    known = ctx.breaker_tails.get(stream)
-    if known is not None:
-        return known
+    """The stream's version and latest settings: its tail as this process last submitted it,
+    else read from the log (and kept, unless a tail was learnt meanwhile)."""
+    known = ctx.streams.tail(stream)
+    if known is not None and isinstance(known[1], health.BreakerSettings):
+        return known[0], known[1]
     history = await ctx.store.read_stream(stream)
     version = history[-1].version if history else 0
     settings = health.latest_settings(_decoded(ctx, history))
-    ctx.breaker_tails[stream] = (version, settings)
+    if ctx.streams.tail(stream) is None:
+        ctx.streams.remember(stream, version, settings)
     return version, settings
 
 
@@ -137,79 +65,11 @@ def breaker_config_answer(
     )
 
 
-async def replay_if_known(ctx: CommandContext, meta: CommandMeta) -> dict[str, Any] | None:
-    """The first answer to a repeated Idempotency-Key, before deciding anything again."""
-    if not meta.idempotency_key:
-        return None
-    known = await ctx.store.lookup_idempotency_key(meta.idempotency_key)
-    if known is None:
-        return None
-    if known.request_hash != meta.request_hash:
-        raise errors.ConflictError(
-            "this Idempotency-Key was already used for a different request",
-            code="idempotency_key_reused",
-        )
-    return {**(known.result or {}), "position": known.positions[-1]}
-
-
 def _decoded(ctx: CommandContext, history: list[Any]) -> list[events.Event]:
     return [cast(events.Event, ctx.catalogue.decode(recorded)) for recorded in history]
 
 
 GroupDecision = Callable[[groups.GroupsState, Any], "events.Event | list[events.Event]"]
-ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """What a decision appends, where, at which version of that stream, and the answer."""
-
-    stream: str
-    events: list[events.Event]
-    expected_version: int
-    answer: dict[str, Any]
-
-
-async def decide_and_append(
-    ctx: CommandContext, meta: CommandMeta, decide: Callable[[], Decided | dict[str, Any]]
-) -> dict[str, Any]:
-    """Bring the projections up to the log's head, `decide` on them, append at the stream's
-    version. The stream is learnt from a first decision; then, under that stream's lock, the
-    command decides again on the head (concurrent commands on one stream go in turn, each on
-    what the one before it appended) and appends. A version conflict, which then comes only
-    from outside this process, makes it decide again, up to three times. A decision that
-    appends nothing returns its answer instead."""
-    for attempt in range(ATTEMPTS):
-        first = await _decide_at_head(ctx, decide)
-        if not isinstance(first, Decided):
-            return first
-        async with ctx.locks.held(first.stream):
-            decided = await _decide_at_head(ctx, decide)
-            if not isinstance(decided, Decided):
-                return decided
-            try:
-                appended = await ctx.store.append(
-                    decided.stream,
-                    [ctx.catalogue.to_new_event(event) for event in decided.events],
-                    expected_version=decided.expected_version,
-                    idempotency_key=meta.idempotency_key,
-                    metadata=meta.metadata(),
-                    request_hash=meta.request_hash,
-                    result=decided.answer,
-                )
-            except VersionConflictError:
-                if attempt == ATTEMPTS - 1:
-                    raise
-                continue
-        return {**(appended.result or decided.answer), "position": appended.last_position}
-    raise AssertionError("unreachable")
-
-
-async def _decide_at_head(
-    ctx: CommandContext, decide: Callable[[], Decided | dict[str, Any]]
-) -> Decided | dict[str, Any]:
-    await ctx.runner.current()  # never decide on stale state
-    return decide()
 
 
 async def decide_on_groups(
@@ -221,15 +81,15 @@ async def decide_on_groups(
 ) -> dict[str, Any]:
     """Decide on the current desired state and append to the group's stream with its version."""
 
-    def decided() -> Decided:
+    def decided() -> appending.Decided:
         state = ctx.runner.state(groups.PROJECTION)
         made = decide(state, command)
         produced = made if isinstance(made, list) else [made]
         stream = groups.stream_of(_group_id(produced[0]))
         version = state.stream_versions.get(stream, 0)
-        return Decided(stream, produced, version, answer(produced))
+        return appending.Decided(stream, produced, version, answer(produced))
 
-    return await decide_and_append(ctx, meta, decided)
+    return await appending.decide_and_append(ctx, meta, appending.on_read_models(ctx, decided))
 
 
 def _group_id(event: events.Event) -> str:
@@ -288,7 +148,6 @@ async def restart_group(
     return await decide_on_groups(ctx, command, meta, decisions.restart_group, _no_answer)
 
 
-Handler = Callable[[CommandContext, Any, CommandMeta], Awaitable[dict[str, Any]]]
 COMMAND_HANDLERS: dict[type[commands.Command], Handler] = {
     commands.ConfigureBreaker: configure_breaker,
     commands.DeployGroup: deploy_group,
@@ -300,11 +159,17 @@ COMMAND_HANDLERS: dict[type[commands.Command], Handler] = {
 }
 
 
-async def handle(
-    ctx: CommandContext, command: commands.Command, meta: CommandMeta
-) -> dict[str, Any]:
-    """Run a command once: a known Idempotency-Key gets its first answer and appends nothing."""
-    replayed = await replay_if_known(ctx, meta)
-    if replayed is not None:
-        return replayed
-    return await COMMAND_HANDLERS[type(command)](ctx, command, meta)
+def one_table(*tables: Handlers) -> dict[type[commands.Command], Handler]:
+    """Every feature's table in one: a command in two of them is a wiring mistake."""
+    merged: dict[type[commands.Command], Handler] = {}
+    for table in tables:
+        for command, handler in table.items():
+            if command in merged:
+                raise ValueError(f"{command.__name__} has two handlers")
+            merged[command] = handler
+    return merged
+
+
+async def handle(ctx: CommandContext, command: commands.Command, meta: CommandMeta) -> Any:
+    """Run a command through the one table the context was given."""
+    return await ctx.handlers[type(command)](ctx, command, meta)

@@ -17,7 +17,7 @@ from projections import containers, events, groups
 from projections.runner import ProjectionRunner
 from service import errors
 from service.docker.adapter import DockerAdapter
-from service.handling import handlers
+from service.handling import appending, commands, context, handlers
 from service.legacy import decisions as decide
 
 T = TypeVar("T")
@@ -62,10 +62,10 @@ def _tool(runner: ProjectionRunner, name: str, server: groups.ServerState) -> To
 
 
 async def create_tool(
-    ctx: handlers.CommandContext,
+    ctx: context.CommandContext,
     docker: DockerAdapter,
     command: decide.CreateTool,
-    meta: handlers.CommandMeta,
+    meta: context.CommandMeta,
 ) -> Tool:
     """Declare the tool and wait until its container has started. An image that is not on this
     host is a 404 before anything is recorded: nothing is pulled."""
@@ -90,7 +90,7 @@ async def create_tool(
 
 
 async def scale_tool(
-    ctx: handlers.CommandContext, command: decide.ScaleTool, meta: handlers.CommandMeta
+    ctx: context.CommandContext, command: decide.ScaleTool, meta: context.CommandMeta
 ) -> Tool:
     """Start (replicas 1) or stop (0) the tool and wait until Docker has; a tool that is as
     asked already appends nothing."""
@@ -108,7 +108,7 @@ async def scale_tool(
 
 
 async def remove_tool(
-    ctx: handlers.CommandContext, command: decide.RemoveTool, meta: handlers.CommandMeta
+    ctx: context.CommandContext, command: decide.RemoveTool, meta: context.CommandMeta
 ) -> None:
     """Recorded at once (and folded, so the next read has it); the reconciler removes the
     container right after."""
@@ -119,14 +119,25 @@ async def remove_tool(
     await ctx.runner.wait_for(position)
 
 
-async def caught_up(ctx: handlers.CommandContext) -> groups.GroupsState:
+def command_handlers(docker: DockerAdapter) -> dict[type[commands.Command], context.Handler]:
+    """The legacy commands' table; creating a tool asks Docker whether its image is here."""
+
+    async def create(
+        ctx: context.CommandContext, command: decide.CreateTool, meta: context.CommandMeta
+    ) -> Tool:
+        return await create_tool(ctx, docker, command, meta)
+
+    return {decide.CreateTool: create, decide.ScaleTool: scale_tool, decide.RemoveTool: remove_tool}
+
+
+async def caught_up(ctx: context.CommandContext) -> groups.GroupsState:
     await ctx.runner.current()
     return ctx.runner.state(groups.PROJECTION)
 
 
-async def _replayed(ctx: handlers.CommandContext, meta: handlers.CommandMeta) -> int | None:
+async def _replayed(ctx: context.CommandContext, meta: context.CommandMeta) -> int | None:
     """The position a repeated Idempotency-Key's command reached: it is not run again."""
-    replayed = await handlers.replay_if_known(ctx, meta)
+    replayed = await appending.replay_if_known(ctx, meta)
     return None if replayed is None else int(replayed["position"])
 
 
@@ -134,7 +145,7 @@ def _none(_produced: list[events.Event]) -> dict[str, Any]:
     return {}
 
 
-async def _started(ctx: handlers.CommandContext, name: str, server_id: str, after: int) -> Tool:
+async def _started(ctx: context.CommandContext, name: str, server_id: str, after: int) -> Tool:
     """The tool once the reconciler has started its replica (after position `after`)."""
     cursor = after
 

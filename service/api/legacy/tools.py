@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from service import errors, status
 from service.api import routes, wire
-from service.api.keys import context_key, docker_key, instance_key, runner_key
+from service.api.keys import context_key, instance_key, runner_key
 from service.api.legacy import schemas as tool_schemas
 from service.api.middlewares import translate
 from service.api.routes import Param, Reply, Route
 from service.api.wire import command_meta, read_json, wait_min_position
 from service.backend import system_metrics
+from service.handling import handlers
 from service.legacy import decisions as decide
 from service.legacy import handlers as legacy
 
@@ -32,8 +33,7 @@ REQUIRED = ("dockerImageUrl", "instanceNameOnToolbox", "accountToolInstanceId")
 
 async def create(request: web.Request) -> web.Response:
     command, body = await read_create_tool(request)
-    app, meta = request.app, command_meta(request, body)
-    tool = await legacy.create_tool(app[context_key], app[docker_key], command, meta)
+    tool = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     created = tool_schemas.ToolCreated(
         success=True,
         message=f"Tool '{tool.name}' deployed successfully.",
@@ -45,7 +45,7 @@ async def create(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     command = decide.RemoveTool(name=name)
-    await legacy.remove_tool(request.app[context_key], command, command_meta(request, b""))
+    await handlers.handle(request.app[context_key], command, command_meta(request, b""))
     message = f"Tool instance '{name}' removed successfully."
     return wire.answer(tool_schemas.ToolRemoved(success=True, message=message))
 
@@ -61,7 +61,7 @@ async def stop(request: web.Request) -> web.Response:
 async def _scale(request: web.Request, replicas: int, done: str) -> web.Response:
     command = decide.ScaleTool(name=request.match_info["name"], replicas=replicas)
     meta = command_meta(request, b"")
-    tool = await legacy.scale_tool(request.app[context_key], command, meta)
+    tool = await handlers.handle(request.app[context_key], command, meta)
     scaled = tool_schemas.ToolScaled(
         success=True,
         message=f"Tool instance '{tool.name}' {done}.",
