@@ -16,83 +16,64 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 import migrations
-from eventstore.audit import Checkpointer
-from eventstore.errors import StoreUnavailableError
-from eventstore.keyring import load_ring
-from eventstore.store import EventStore, create_engine
+from eventstore import audit as eventstore_audit
+from eventstore import errors, keyring
+from eventstore import store as eventstore_store
 from projections import ALL, events
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import instance, logs, loops, metrics, status
-from service.access import tokens
-from service.access.token_store import TokenTable
+from service.access import token_store, tokens
 from service.api import audit as audit_api
 from service.api import config as config_api
 from service.api import credentials as credentials_api
 from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
+from service.api import keys, middlewares, rendered, routes, stream_slots
 from service.api import openapi as openapi_api
-from service.api import routes
 from service.api import servers as servers_api
 from service.api import system as system_api
-from service.api.keys import (
-    backend_key,
-    context_key,
-    docker_key,
-    instance_key,
-    metrics_key,
-    monitor_key,
-    reconciler_key,
-    ring_key,
-    runner_key,
-    settings_key,
-    statuses_key,
-    store_key,
-    streams_key,
-    tokens_key,
-)
 from service.api.legacy import tools as tools_api
-from service.api.middlewares import auth_middleware, error_middleware
-from service.api.rendered import RenderedAt
-from service.api.stream_slots import StreamSlots
 from service.audit import checkpoints as audit
+from service.backend import client as backend_client
 from service.backend import heartbeat, system_metrics
-from service.backend.client import BackendClient
+from service.config import applier as config_applier
 from service.config import handlers as configuration
-from service.config.applier import ConfigApplier
 from service.credentials import handlers as credential_handlers
-from service.credentials.injector import CredentialInjector
-from service.credentials.oauth import Refresher
-from service.docker.adapter import DockerAdapter
+from service.credentials import injector as credentials_injector
+from service.credentials import oauth
+from service.docker import adapter
 from service.handling import context, handlers
-from service.health.monitor import HealthMonitor
+from service.health import monitor as health_monitor
 from service.legacy import handlers as legacy
 from service.metrics import Metrics
-from service.orchestration.listener import DockerListener
-from service.orchestration.reconciler import Reconciler
+from service.orchestration import listener as orchestration_listener
+from service.orchestration import reconciler as orchestration_reconciler
 from service.outbound import OutboundPolicy
 from service.settings import Settings, SettingsError
 from service.status import ReadModels
 
 
-async def open_store(settings: Settings) -> EventStore:
+async def open_store(settings: Settings) -> eventstore_store.EventStore:
     """The store on a database brought to the newest schema."""
-    engine = create_engine(settings.database_url)
+    engine = eventstore_store.create_engine(settings.database_url)
     await migrations.upgrade(engine)
-    return await EventStore.open(settings.database_url, engine=engine, catalogue=events.CATALOGUE)
+    return await eventstore_store.EventStore.open(
+        settings.database_url, engine=engine, catalogue=events.CATALOGUE
+    )
 
 
-async def open_reader(settings: Settings) -> EventStore:
+async def open_reader(settings: Settings) -> eventstore_store.EventStore:
     """The store for `replay`, `events` and `audit verify`: opened read-only, on a database
     already at the newest schema. It never migrates: it raises migrations.RevisionError."""
     _require_database(settings.database_url)
-    store = await EventStore.open_read_only(settings.database_url)
+    store = await eventstore_store.EventStore.open_read_only(settings.database_url)
     try:
         await migrations.require_head(store.engine)
     except (sa.exc.DBAPIError, OSError) as exc:  # the first query: refused, unreachable
         await store.close()
         cause = getattr(exc, "orig", None) or exc
-        raise StoreUnavailableError(f"cannot read the database: {cause}") from exc
+        raise errors.StoreUnavailableError(f"cannot read the database: {cause}") from exc
     except BaseException:
         await store.close()
         raise
@@ -107,11 +88,11 @@ def _require_database(url: str) -> None:
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
-    store = await open_store(app[settings_key])
-    store.append_observers.append(app[metrics_key].appended)
-    app[store_key] = store
+    store = await open_store(app[keys.settings_key])
+    store.append_observers.append(app[keys.metrics_key].appended)
+    app[keys.store_key] = store
     try:
-        app[instance_key] = await instance.identify(store)
+        app[keys.instance_key] = await instance.identify(store)
     except BaseException:
         await store.close()
         raise
@@ -124,19 +105,19 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
 async def ring_context(app: web.Application) -> AsyncIterator[None]:
     """The key ring: data keys wrapped by the master key in DTMA_KEY_FILE (made on first
     start, mode 0600)."""
-    key_file = Path(app[settings_key].key_file)
-    app[ring_key] = await load_ring(app[store_key].engine, key_file)
+    key_file = Path(app[keys.settings_key].key_file)
+    app[keys.ring_key] = await keyring.load_ring(app[keys.store_key].engine, key_file)
     yield
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
-    store = app[store_key]
-    runner = ProjectionRunner(
-        store, events.CATALOGUE, ALL, snapshot_every=app[settings_key].snapshot_every
+    store = app[keys.store_key]
+    runner = projections_runner.ProjectionRunner(
+        store, events.CATALOGUE, ALL, snapshot_every=app[keys.settings_key].snapshot_every
     )
-    app[metrics_key].watch(runner)  # first: a failure met while catching up is counted too
+    app[keys.metrics_key].watch(runner)  # first: a failure met while catching up is counted too
     await runner.start()
-    app[runner_key] = runner
+    app[keys.runner_key] = runner
     try:
         yield
     finally:
@@ -146,10 +127,12 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
 async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
     """Signs checkpoints while the app runs, with the audit key from the key ring (created on
     the first start, kept wrapped by the master key)."""
-    signer = await app[ring_key].audit_signer()
-    checkpointer = Checkpointer(app[store_key], signer, app[settings_key].checkpoint_every)
-    signing = audit.CheckpointSigner(checkpointer, app[runner_key]).run
-    task = _supervised("checkpoint-signer", signing, app[metrics_key].loop_failed)
+    signer = await app[keys.ring_key].audit_signer()
+    checkpointer = eventstore_audit.Checkpointer(
+        app[keys.store_key], signer, app[keys.settings_key].checkpoint_every
+    )
+    signing = audit.CheckpointSigner(checkpointer, app[keys.runner_key]).run
+    task = _supervised("checkpoint-signer", signing, app[keys.metrics_key].loop_failed)
     try:
         yield
     finally:
@@ -158,19 +141,21 @@ async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def docker_context(app: web.Application) -> AsyncIterator[None]:
-    async with DockerAdapter(app[settings_key].docker_host) as docker:
-        app[docker_key] = docker
+    async with adapter.DockerAdapter(app[keys.settings_key].docker_host) as docker:
+        app[keys.docker_key] = docker
         yield
 
 
 async def backend_context(app: web.Application) -> AsyncIterator[None]:
     """The client of the backend, when `DTMA_BACKEND_URL` names one."""
-    settings = app[settings_key]
+    settings = app[keys.settings_key]
     if settings.backend_url is None:
         yield
         return
     async with aiohttp.ClientSession() as session:
-        app[backend_key] = BackendClient(settings.backend_url, settings.backend_token, session)
+        app[keys.backend_key] = backend_client.BackendClient(
+            settings.backend_url, settings.backend_token, session
+        )
         yield
 
 
@@ -180,20 +165,20 @@ async def commands_context(app: web.Application) -> AsyncIterator[None]:
     table = handlers.one_table(
         handlers.COMMAND_HANDLERS,
         configuration.COMMAND_HANDLERS,
-        credential_handlers.command_handlers(app[ring_key], app.get(backend_key)),
-        legacy.command_handlers(app[docker_key]),
+        credential_handlers.command_handlers(app[keys.ring_key], app.get(keys.backend_key)),
+        legacy.command_handlers(app[keys.docker_key]),
     )
-    app[context_key] = context.CommandContext(
-        store=app[store_key],
+    app[keys.context_key] = context.CommandContext(
+        store=app[keys.store_key],
         catalogue=events.CATALOGUE,
-        runner=app[runner_key],
-        policy=app[settings_key].policy(),
+        runner=app[keys.runner_key],
+        policy=app[keys.settings_key].policy(),
         handlers=table,
     )
     yield
 
 
-def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
+def heartbeat_payload(runner: projections_runner.ProjectionRunner) -> dict[str, Any]:
     models = ReadModels.of(runner)
     return heartbeat.heartbeat_payload(
         system_metrics.dtma_version(),
@@ -207,36 +192,48 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     """What acts, running until the app stops: the reconciler, the Docker listener, the health
     monitor, the credential injector and refresher, the config applier, and (with a backend)
     the heartbeat."""
-    settings = app[settings_key]
-    reconciler = Reconciler(
-        app[store_key],
-        app[runner_key],
-        app[docker_key],
+    settings = app[keys.settings_key]
+    reconciler = orchestration_reconciler.Reconciler(
+        app[keys.store_key],
+        app[keys.runner_key],
+        app[keys.docker_key],
         events.CATALOGUE,
         owner_labels=settings.owner_labels,
-        instance_id=app[instance_key],
+        instance_id=app[keys.instance_key],
         interval=settings.reconcile_interval_s,
-        ring=app[ring_key],
+        ring=app[keys.ring_key],
         policy=settings.policy(),
     )
-    listener = DockerListener(
-        app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
+    listener = orchestration_listener.DockerListener(
+        app[keys.store_key],
+        app[keys.runner_key],
+        app[keys.docker_key],
+        events.CATALOGUE,
+        reconciler,
     )
-    failed = app[metrics_key].loop_failed
-    monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE, failed=failed)
-    monitor.probe_observers.append(app[metrics_key].probed)
-    refresher = Refresher(
-        app[context_key],
-        app[ring_key],
-        app.get(backend_key),
+    failed = app[keys.metrics_key].loop_failed
+    monitor = health_monitor.HealthMonitor(
+        app[keys.store_key], app[keys.runner_key], events.CATALOGUE, failed=failed
+    )
+    monitor.probe_observers.append(app[keys.metrics_key].probed)
+    refresher = oauth.Refresher(
+        app[keys.context_key],
+        app[keys.ring_key],
+        app.get(keys.backend_key),
         OutboundPolicy(settings.outbound_allow),
     )
-    injector = CredentialInjector(
-        app[store_key], app[runner_key], app[docker_key], app[ring_key], events.CATALOGUE
+    injector = credentials_injector.CredentialInjector(
+        app[keys.store_key],
+        app[keys.runner_key],
+        app[keys.docker_key],
+        app[keys.ring_key],
+        events.CATALOGUE,
     )
-    applier = ConfigApplier(app[store_key], app[runner_key], app[docker_key], events.CATALOGUE)
-    app[reconciler_key] = reconciler
-    app[monitor_key] = monitor
+    applier = config_applier.ConfigApplier(
+        app[keys.store_key], app[keys.runner_key], app[keys.docker_key], events.CATALOGUE
+    )
+    app[keys.reconciler_key] = reconciler
+    app[keys.monitor_key] = monitor
     loops_by_name: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("reconciler", reconciler.run),
         ("docker-listener", listener.run),
@@ -245,8 +242,8 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         ("credential-refresher", refresher.run),
         ("config-applier", applier.run),
     ]
-    if (client := app.get(backend_key)) is not None:
-        runner = app[runner_key]
+    if (client := app.get(keys.backend_key)) is not None:
+        runner = app[keys.runner_key]
         beat = heartbeat.Heartbeat(
             client, lambda: heartbeat_payload(runner), settings.heartbeat_interval_s
         )
@@ -276,11 +273,11 @@ def tokens_context(configured: list[tokens.Token]) -> Any:
     """The table of tokens the auth middleware checks; no token at all refuses to start."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        table = TokenTable(configured, app[store_key].engine)
+        table = token_store.TokenTable(configured, app[keys.store_key].engine)
         await table.refresh()
         if not len(table):
             raise SettingsError(NO_TOKEN)
-        app[tokens_key] = table
+        app[keys.tokens_key] = table
         yield
 
     return context
@@ -299,16 +296,18 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             metrics.middleware(measured),  # outermost: it sees every answer as sent
-            error_middleware,
+            middlewares.error_middleware,
             tools_api.legacy_envelope,
-            auth_middleware(routes.required_role, lambda request: request.app[tokens_key]),
+            middlewares.auth_middleware(
+                routes.required_role, lambda request: request.app[keys.tokens_key]
+            ),
         ],
         client_max_size=settings.max_body_bytes,
     )
-    app[settings_key] = settings
-    app[metrics_key] = measured
-    app[statuses_key] = RenderedAt()
-    app[streams_key] = StreamSlots(settings.max_streams_per_token)
+    app[keys.settings_key] = settings
+    app[keys.metrics_key] = measured
+    app[keys.statuses_key] = rendered.RenderedAt()
+    app[keys.streams_key] = stream_slots.StreamSlots(settings.max_streams_per_token)
     app.cleanup_ctx.extend(
         [
             store_context,

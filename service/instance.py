@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eventstore import identity
-from eventstore.store import EventStore
+from eventstore import store as eventstore_store
 
 LABEL = "dtma.instance"
 
 
-async def identify(store: EventStore) -> str:
+async def identify(store: eventstore_store.EventStore) -> str:
     """This instance's id: made at the first start on a database, then read back."""
     return await identity.identity(store.engine, "instance")
 

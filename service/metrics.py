@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from projections import containers, health
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -73,7 +73,7 @@ class Metrics:
     def loop_failed(self, component: str) -> None:
         self.loop_failures.labels(component).inc()
 
-    def watch(self, runner: ProjectionRunner) -> None:
+    def watch(self, runner: projections_runner.ProjectionRunner) -> None:
         """Also report, at each scrape, what the read models hold."""
         self._collector = ReadModelCollector(runner)
         self.registry.register(self._collector)
@@ -87,7 +87,7 @@ class Metrics:
 
 
 class ReadModelCollector(Collector):
-    def __init__(self, runner: ProjectionRunner) -> None:
+    def __init__(self, runner: projections_runner.ProjectionRunner) -> None:
         self._runner = runner
         self.head = 0
 

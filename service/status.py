@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from projections import containers, credentials, groups, health
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service.handling import answers
 
 LOOPBACK = "127.0.0.1"
@@ -22,7 +22,7 @@ class ReadModels:
     credentials: credentials.CredentialsState = credentials.CredentialsState()
 
     @classmethod
-    def of(cls, runner: ProjectionRunner) -> ReadModels:
+    def of(cls, runner: projections_runner.ProjectionRunner) -> ReadModels:
         return cls(
             runner.state(groups.PROJECTION),
             runner.state(containers.PROJECTION),

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import schema
-from eventstore.times import format_time
+from eventstore import schema, times
 from service.access.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ async def add(engine: AsyncEngine, token: Token) -> None:
         "role": token.role,
         "agent_id": token.agent_id,
         "token_sha256": token.sha256,
-        "created_at": format_time(datetime.now(UTC)),
+        "created_at": times.format_time(datetime.now(UTC)),
     }
     try:
         async with engine.begin() as connection:

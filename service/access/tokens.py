@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.settings import Settings, SettingsError
+from service import settings as service_settings
 
 # Each role may do all that the roles before it may.
 ROLES = ("metrics", "reader", "operator", "admin")
@@ -55,7 +55,7 @@ def new_token() -> str:
 
 def check_name(name: str) -> str:
     if not NAME.fullmatch(name):
-        raise SettingsError(
+        raise service_settings.SettingsError(
             f"a token name is 1 to 63 of a-z 0-9 _ . - (a letter or digit first), got {name!r}"
         )
     return name
@@ -63,21 +63,25 @@ def check_name(name: str) -> str:
 
 def check_role(role: str, agent_id: str | None) -> str:
     if role not in ALL_ROLES:
-        raise SettingsError(f"a role is one of {', '.join(ALL_ROLES)}, got {role!r}")
+        raise service_settings.SettingsError(
+            f"a role is one of {', '.join(ALL_ROLES)}, got {role!r}"
+        )
     if (role == AGENT) != (agent_id is not None):
-        raise SettingsError("an agent token, and only an agent token, names an agent id")
+        raise service_settings.SettingsError(
+            "an agent token, and only an agent token, names an agent id"
+        )
     return role
 
 
 def check_length(token: str, where: str) -> str:
     if len(token) < MIN_LENGTH:
-        raise SettingsError(
+        raise service_settings.SettingsError(
             f"{where}: a token must be at least {MIN_LENGTH} characters, got {len(token)}"
         )
     return token
 
 
-def configured(settings: Settings) -> list[Token]:
+def configured(settings: service_settings.Settings) -> list[Token]:
     """The tokens the settings give: DTMA_AUTH_TOKEN (admin) and DTMA_TOKENS_FILE's lines."""
     found = []
     if settings.auth_token:
@@ -86,7 +90,7 @@ def configured(settings: Settings) -> list[Token]:
         found.extend(read_file(Path(settings.tokens_file)))
     names = [t.name for t in found]
     if len(set(names)) != len(names):
-        raise SettingsError("DTMA_TOKENS_FILE names a token twice")
+        raise service_settings.SettingsError("DTMA_TOKENS_FILE names a token twice")
     return found
 
 
@@ -97,9 +101,11 @@ def read_file(path: Path) -> list[Token]:
         mode = path.stat().st_mode
         text = path.read_text()
     except OSError as exc:
-        raise SettingsError(f"DTMA_TOKENS_FILE: cannot read {path}: {exc.strerror}") from None
+        raise service_settings.SettingsError(
+            f"DTMA_TOKENS_FILE: cannot read {path}: {exc.strerror}"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingsError(
+        raise service_settings.SettingsError(
             f"DTMA_TOKENS_FILE: {path} is open to its group or others "
             f"(mode {stat.S_IMODE(mode):04o}); chmod 0600 it"
         )
@@ -110,7 +116,7 @@ def read_file(path: Path) -> list[Token]:
 def _parse_line(words: list[str], number: int) -> Token:
     where = f"DTMA_TOKENS_FILE line {number}"
     if len(words) not in (3, 4):
-        raise SettingsError(f"{where}: expected NAME ROLE TOKEN [AGENT_ID]")
+        raise service_settings.SettingsError(f"{where}: expected NAME ROLE TOKEN [AGENT_ID]")
     name, role, token = words[:3]
     agent_id = words[3] if len(words) == 4 else None
     check_name(name)
@@ -118,6 +124,6 @@ def _parse_line(words: list[str], number: int) -> Token:
     if token.startswith(HASHED):
         hashed = token.removeprefix(HASHED).lower()
         if not re.fullmatch(r"[0-9a-f]{64}", hashed):
-            raise SettingsError(f"{where}: sha256: needs 64 hex digits")
+            raise service_settings.SettingsError(f"{where}: sha256: needs 64 hex digits")
         return Token(name, role, hashed, agent_id)
     return Token(name, role, digest(check_length(token, where)), agent_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from eventstore.records import RecordedEvent
+from eventstore import records
 from service import errors
 from service.api import routes, schemas, wire
 from service.api.keys import store_key, streams_key
@@ -23,7 +23,7 @@ MAX_PAGE = 1_000
 KEEPALIVE_S = 15.0
 
 
-def event_record(event: RecordedEvent) -> schemas.EventRecord:
+def event_record(event: records.RecordedEvent) -> schemas.EventRecord:
     return schemas.EventRecord(
         position=event.position,
         stream_id=event.stream_id,
@@ -37,7 +37,7 @@ def event_record(event: RecordedEvent) -> schemas.EventRecord:
     )
 
 
-def event_json(event: RecordedEvent) -> dict[str, Any]:
+def event_json(event: records.RecordedEvent) -> dict[str, Any]:
     """An event as `GET /events`, the SSE stream and `dtma events` show it."""
     return event_record(event).wire()
 
@@ -71,7 +71,7 @@ def is_position(text: str) -> bool:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     stream_filter = request.query.get("stream")
 
-    def frame(event: RecordedEvent) -> bytes | None:
+    def frame(event: records.RecordedEvent) -> bytes | None:
         if stream_filter is None or event.stream_id == stream_filter:
             return sse_frame(event)
         return None
@@ -80,7 +80,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_sse(
-    request: web.Request, frame: Callable[[RecordedEvent], bytes | None]
+    request: web.Request, frame: Callable[[records.RecordedEvent], bytes | None]
 ) -> web.StreamResponse:
     """Follow the log from the resume position, sending what `frame` makes of each event,
     while the caller's token has a stream slot free (else 429)."""
@@ -90,7 +90,7 @@ async def serve_sse(
 
 
 async def _follow(
-    request: web.Request, frame: Callable[[RecordedEvent], bytes | None], after: int
+    request: web.Request, frame: Callable[[records.RecordedEvent], bytes | None], after: int
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
@@ -113,11 +113,11 @@ async def _follow(
     return response
 
 
-def sse_frame(event: RecordedEvent) -> bytes:
+def sse_frame(event: records.RecordedEvent) -> bytes:
     return sse_message(event, event_json(event))
 
 
-def sse_message(event: RecordedEvent, body: Mapping[str, Any]) -> bytes:
+def sse_message(event: records.RecordedEvent, body: Mapping[str, Any]) -> bytes:
     """One SSE message for `event`: its position as the id (what Last-Event-ID resumes from),
     its type as the event name and `body` as compact JSON."""
     data = json.dumps(body, separators=(",", ":"))

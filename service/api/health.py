@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from eventstore import times
-from eventstore.records import RecordedEvent
+from eventstore import records, times
 from projections import health
 from service import errors, status
 from service import instance as instances
@@ -20,10 +19,8 @@ from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.docker import objects
 from service.handling import commands, handlers
-from service.health import breaker
+from service.health import breaker, monitor
 from service.health import report as health_report
-from service.health.monitor import breaker_config
-from service.status import ReadModels
 
 STREAMED = ("ReplicaHealthChanged", "CircuitTransitioned")
 
@@ -38,25 +35,25 @@ async def server_health(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = request.match_info["id"]
-    models = ReadModels.of(runner)
+    models = status.ReadModels.of(runner)
     known = server_id in models.desired.servers or models.health.knows(server_id)
     if not known:
         raise errors.NotFoundError(f"no MCP server {server_id!r} is known")
     live = request.app[monitor_key].live(server_id)
-    config = breaker_config(models, server_id)
+    config = monitor.breaker_config(models, server_id)
     return wire.answer(server_health_report(models, server_id, live, config, runner.position))
 
 
 async def comprehensive(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    models, foreign = ReadModels.of(runner), request.app[reconciler_key].foreign
+    models, foreign = status.ReadModels.of(runner), request.app[reconciler_key].foreign
     report = comprehensive_report(models, datetime.now(UTC), foreign, runner.position)
     return wire.answer(report)
 
 
 def server_health_report(
-    models: ReadModels,
+    models: status.ReadModels,
     server_id: str,
     live: breaker.Breaker,
     config: health.BreakerConfig,
@@ -89,7 +86,7 @@ def server_health_report(
 
 
 def replica_health(
-    models: ReadModels, server_id: str, instance: schemas.InstanceStatus
+    models: status.ReadModels, server_id: str, instance: schemas.InstanceStatus
 ) -> schemas.ReplicaHealth:
     current = health_report.current_verdict(
         models, server_id, instance.replica, instance.container_id
@@ -107,7 +104,10 @@ def replica_health(
 
 
 def comprehensive_report(
-    models: ReadModels, now: datetime, foreign: Sequence[objects.ContainerInfo], position: int
+    models: status.ReadModels,
+    now: datetime,
+    foreign: Sequence[objects.ContainerInfo],
+    position: int,
 ) -> schemas.ComprehensiveReport:
     servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
     since = now - health_report.FAILURE_WINDOW
@@ -153,7 +153,7 @@ def _time(epoch: float | None) -> str | None:
     return times.format_epoch(epoch)
 
 
-def health_frame(event: RecordedEvent) -> bytes | None:
+def health_frame(event: records.RecordedEvent) -> bytes | None:
     """A replica's health or a circuit changing, as one SSE message; None for other events."""
     if event.type not in STREAMED:
         return None

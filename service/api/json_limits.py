@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service import errors
-from service.settings import Settings
+from service import settings as service_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class JsonLimits:
     max_array: int
 
     @classmethod
-    def of(cls, settings: Settings) -> JsonLimits:
+    def of(cls, settings: service_settings.Settings) -> JsonLimits:
         return cls(settings.max_json_depth, settings.max_json_string, settings.max_json_array)
 
 

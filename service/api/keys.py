@@ -7,32 +7,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from eventstore.keyring import KeyRing
-from eventstore.store import EventStore
-from projections.runner import ProjectionRunner
-from service.access.token_store import TokenTable
+from eventstore import keyring, store
+from projections import runner
+from service import metrics, settings
+from service.access import token_store
 from service.api.rendered import RenderedAt
 from service.api.stream_slots import StreamSlots
-from service.backend.client import BackendClient
-from service.docker.adapter import DockerAdapter
+from service.backend import client
+from service.docker import adapter
 from service.handling import context
-from service.health.monitor import HealthMonitor
-from service.metrics import Metrics
-from service.orchestration.reconciler import Reconciler
-from service.settings import Settings
+from service.health import monitor
+from service.orchestration import reconciler
 
-settings_key = web.AppKey("dtma.settings", Settings)
-store_key = web.AppKey("dtma.store", EventStore)
-runner_key = web.AppKey("dtma.runner", ProjectionRunner)
+settings_key = web.AppKey("dtma.settings", settings.Settings)
+store_key = web.AppKey("dtma.store", store.EventStore)
+runner_key = web.AppKey("dtma.runner", runner.ProjectionRunner)
 context_key = web.AppKey("dtma.context", context.CommandContext)
-docker_key = web.AppKey("dtma.docker", DockerAdapter)
-reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
-monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
-backend_key = web.AppKey("dtma.backend", BackendClient)
-ring_key = web.AppKey("dtma.keyring", KeyRing)
-metrics_key = web.AppKey("dtma.metrics", Metrics)
+docker_key = web.AppKey("dtma.docker", adapter.DockerAdapter)
+reconciler_key = web.AppKey("dtma.reconciler", reconciler.Reconciler)
+monitor_key = web.AppKey("dtma.health_monitor", monitor.HealthMonitor)
+backend_key = web.AppKey("dtma.backend", client.BackendClient)
+ring_key = web.AppKey("dtma.keyring", keyring.KeyRing)
+metrics_key = web.AppKey("dtma.metrics", metrics.Metrics)
 instance_key = web.AppKey("dtma.instance", str)  # this instance's id (service/instance.py)
 statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/status, per position
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
 streams_key = web.AppKey("dtma.streams", StreamSlots)  # open SSE streams per token
-tokens_key = web.AppKey("dtma.tokens", TokenTable)  # the named tokens and their roles
+tokens_key = web.AppKey("dtma.tokens", token_store.TokenTable)  # the named tokens and their roles

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service import metrics as service_metrics
 from service.api import middlewares, routes, schemas, wire
 from service.api.keys import instance_key, metrics_key, runner_key, store_key
 from service.api.routes import Reply, Route
-from service.metrics import CONTENT_TYPE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -36,7 +36,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus' text format. Needs the bearer token like every route but /healthz."""
     head, _ = await request.app[store_key].head()
     body = request.app[metrics_key].exposition(head)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=body, headers={"Content-Type": service_metrics.CONTENT_TYPE})
 
 
 ROUTES = (

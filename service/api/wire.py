@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import errors
 from service.api import json_limits
 from service.api.keys import runner_key, settings_key
@@ -88,7 +88,9 @@ def query_int(
     return value
 
 
-async def wait_min_position(request: web.Request, runner: ProjectionRunner) -> None:
+async def wait_min_position(
+    request: web.Request, runner: projections_runner.ProjectionRunner
+) -> None:
     """`?minPosition=N`: wait until the projections have folded N, up to 5 s, then 504."""
     wanted = query_int(request, "minPosition", 0)
     if wanted > runner.position:

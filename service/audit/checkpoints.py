@@ -10,10 +10,8 @@ from typing import Any, Literal
 
 from nacl.signing import VerifyKey
 
-from eventstore.audit import AuditReport, ChainBrokenError, Checkpointer, KnownHeadReport
-from eventstore.errors import StoreError
-from eventstore.signing import ALGORITHM, key_id_of, public_key_b64
-from projections.runner import ProjectionRunner
+from eventstore import audit, errors, signing
+from projections import runner as projections_runner
 from service.handling import answers
 
 logger = logging.getLogger(__name__)
@@ -23,14 +21,14 @@ KeysFrom = Literal["service", "argument", "checkpoints"]
 
 
 def report_json(
-    report: AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
+    report: audit.AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
 ) -> dict[str, Any]:
     """`chain_report` as JSON, `firstBadPosition` null when there is none."""
     return chain_report(report, trusted, keys_from).wire()
 
 
 def chain_report(
-    report: AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
+    report: audit.AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
 ) -> answers.ChainReport:
     """The contract's `{ok, checked, headPosition, headHash, firstBadPosition}` with
     `checkpoints` (and `knownHeads`, when the auditor gave any). `ok` is false if any part
@@ -50,7 +48,7 @@ def chain_report(
     return found
 
 
-def known_head_verdict(head: KnownHeadReport) -> answers.KnownHeadVerdict:
+def known_head_verdict(head: audit.KnownHeadReport) -> answers.KnownHeadVerdict:
     """`problem` is left out when there is none."""
     verdict = answers.KnownHeadVerdict(position=head.position, head_hash=head.head_hash, ok=head.ok)
     if head.problem:
@@ -59,7 +57,7 @@ def known_head_verdict(head: KnownHeadReport) -> answers.KnownHeadVerdict:
 
 
 def checkpoints_verdict(
-    report: AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
+    report: audit.AuditReport, trusted: Mapping[str, VerifyKey], keys_from: KeysFrom
 ) -> answers.CheckpointsVerdict:
     checkpoints = report.checkpoints
     verdict = answers.CheckpointsVerdict(
@@ -82,10 +80,10 @@ def public_key_json(key: VerifyKey) -> dict[str, Any]:
 def audit_public_key(key: VerifyKey) -> answers.AuditPublicKey:
     """The audit key for an auditor to keep out of band: base64, hex and its id."""
     return answers.AuditPublicKey(
-        public_key=public_key_b64(key),
+        public_key=signing.public_key_b64(key),
         public_key_hex=bytes(key).hex(),
-        key_id=key_id_of(key),
-        algorithm=ALGORITHM,
+        key_id=signing.key_id_of(key),
+        algorithm=signing.ALGORITHM,
     )
 
 
@@ -95,7 +93,9 @@ class CheckpointSigner:
     A broken chain is logged as an error and left unsigned: a checkpoint never vouches for it.
     """
 
-    def __init__(self, checkpointer: Checkpointer, runner: ProjectionRunner) -> None:
+    def __init__(
+        self, checkpointer: audit.Checkpointer, runner: projections_runner.ProjectionRunner
+    ) -> None:
         self._checkpointer = checkpointer
         self._runner = runner
 
@@ -115,7 +115,7 @@ class CheckpointSigner:
                     checkpoint.position,
                     checkpoint.key_id,
                 )
-        except ChainBrokenError as exc:
+        except audit.ChainBrokenError as exc:
             logger.error("%s", exc)
-        except StoreError as exc:
+        except errors.StoreError as exc:
             logger.warning("could not sign a checkpoint now: %s", exc)

@@ -19,11 +19,10 @@ from pathlib import Path
 
 from nacl.signing import VerifyKey
 
-from eventstore import audit, keyring, signing
-from eventstore.errors import StoreError
-from service.app import open_reader, open_store
-from service.audit.checkpoints import KeysFrom, public_key_json, report_json
-from service.settings import Settings, SettingsError
+from eventstore import audit, errors, keyring, signing
+from service import app
+from service import settings as service_settings
+from service.audit import checkpoints
 
 KNOWN_HEAD = re.compile(audit.KNOWN_HEAD_PATTERN)
 
@@ -48,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", metavar="FILE", help="checkpoint: also write it to FILE")
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: service_settings.Settings, args: argparse.Namespace) -> int:
     """Exit 0: done (and, for verify, everything holds); 1: verification failed or the
     database could not be read; 2 (SettingsError, from main): a bad argument."""
     try:
@@ -57,31 +56,33 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "public-key":
             return await public_key(settings)
         return await checkpoint(settings, args.export)
-    except StoreError as exc:
+    except errors.StoreError as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 1
 
 
-async def verify(settings: Settings, public_keys: Sequence[str], against: Sequence[str]) -> int:
+async def verify(
+    settings: service_settings.Settings, public_keys: Sequence[str], against: Sequence[str]
+) -> int:
     """Chain, stored checkpoints and known heads; exit 0 if all hold, 1 if any fails."""
     given = _parse_keys(public_keys)
     heads, exported = _parse_against(against)
-    store = await open_reader(settings)
+    store = await app.open_reader(settings)
     try:
         stored = await audit.load_checkpoints(store.engine)
-        keys_from: KeysFrom = "argument" if given else "checkpoints"
+        keys_from: checkpoints.KeysFrom = "argument" if given else "checkpoints"
         trusted = signing.trusted_keys(given) or signing.embedded_keys([*stored, *exported])
         report = await audit.audit(store, trusted, [*heads, *map(_head_of, exported)])
     finally:
         await store.close()
     report = _with_signatures_of(report, exported, trusted, len(heads))
-    print(json.dumps(report_json(report, trusted, keys_from)))
+    print(json.dumps(checkpoints.report_json(report, trusted, keys_from)))
     return 0 if report.ok else 1
 
 
-async def public_key(settings: Settings) -> int:
+async def public_key(settings: service_settings.Settings) -> int:
     """Print the audit public key (creating the key on a database that has none yet)."""
-    store = await open_store(settings)
+    store = await app.open_store(settings)
     try:
         ring = await keyring.load_ring(store.engine, Path(settings.key_file))
         signer = await ring.audit_signer()
@@ -90,13 +91,13 @@ async def public_key(settings: Settings) -> int:
         return 1
     finally:
         await store.close()
-    print(json.dumps(public_key_json(signer.verify_key)))
+    print(json.dumps(checkpoints.public_key_json(signer.verify_key)))
     return 0
 
 
-async def checkpoint(settings: Settings, export: str | None) -> int:
+async def checkpoint(settings: service_settings.Settings, export: str | None) -> int:
     """Sign the chain at its head now; print the checkpoint (and write it to `export`)."""
-    store = await open_store(settings)
+    store = await app.open_store(settings)
     try:
         ring = await keyring.load_ring(store.engine, Path(settings.key_file))
         checkpointer = audit.Checkpointer(
@@ -118,7 +119,7 @@ def _parse_keys(texts: Sequence[str]) -> list[VerifyKey]:
     try:
         return [signing.parse_public_key(text) for text in texts]
     except ValueError as exc:
-        raise SettingsError(f"--public-key: {exc}") from None
+        raise service_settings.SettingsError(f"--public-key: {exc}") from None
 
 
 def _parse_against(
@@ -137,7 +138,7 @@ def _read_exported(path: Path) -> signing.SignedCheckpoint:
     try:
         return signing.SignedCheckpoint.from_json(json.loads(path.read_text()))
     except (OSError, ValueError) as exc:
-        raise SettingsError(
+        raise service_settings.SettingsError(
             f"--against {str(path)!r} is neither POSITION:HASH nor a checkpoint file ({exc})"
         ) from None
 

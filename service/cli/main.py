@@ -19,28 +19,24 @@ from aiohttp import log as aiohttp_log
 from aiohttp import web
 
 import migrations
-from eventstore import keyring
-from eventstore.errors import StoreError
-from eventstore.records import RecordedEvent
-from eventstore.store import create_engine
-from eventstore.times import format_time
+from eventstore import errors, keyring, records, times
+from eventstore import store as eventstore_store
 from projections import ALL, events
-from projections.runner import FoldError, FoldSet, ProjectionRunner, fold_log
-from service import logs
-from service.api.events import event_json
-from service.app import create_app, open_reader, open_store
+from projections import runner as projections_runner
+from service import app, logs
+from service import settings as service_settings
+from service.api import events as api_events
 from service.cli import audit as audit_cli
 from service.cli import skip as skip_cli
 from service.cli import terminal
 from service.cli import tokens as token_cli
-from service.settings import CONF_FILE, Settings, SettingsError, add_arguments, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtma", description="Droplet Tool Management Agent")
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    add_arguments(common)
+    service_settings.add_arguments(common)
     commands.add_parser("serve", parents=[common], help="run the HTTP service")
     commands.add_parser("migrate", parents=[common], help="bring the database to the newest schema")
     commands.add_parser("rebuild", parents=[common], help="rebuild projections from the log")
@@ -71,36 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
-    conf = CONF_FILE.read_text() if CONF_FILE.is_file() else None
+    conf = service_settings.CONF_FILE.read_text() if service_settings.CONF_FILE.is_file() else None
     try:
-        settings = load_settings(args_list, os.environ, conf)
-    except SettingsError as exc:
+        settings = service_settings.load_settings(args_list, os.environ, conf)
+    except service_settings.SettingsError as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
         return run(args, settings)
-    except (SettingsError, migrations.RevisionError) as exc:
+    except (service_settings.SettingsError, migrations.RevisionError) as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 2
-    except FoldError as exc:  # rebuild or replay met an event this release cannot read
+    except (
+        projections_runner.FoldError
+    ) as exc:  # rebuild or replay met an event this release cannot read
         print(
             f"dtma: {exc}. Run a release that reads it, or pass over it with "
             f"`dtma skip {exc.failure.position} --reason ...`",
             file=sys.stderr,
         )
         return 1
-    except StoreError as exc:
+    except errors.StoreError as exc:
         print(f"dtma: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: service_settings.Settings) -> int:
     if args.command == "serve":
         web.run_app(
-            create_app(settings),
+            app.create_app(settings),
             host=settings.host,
             port=settings.port,
             shutdown_timeout=5,
@@ -125,8 +123,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return result
 
 
-async def migrate(settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+async def migrate(settings: service_settings.Settings) -> int:
+    engine = eventstore_store.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         print(json.dumps({"revision": await migrations.current_revision(engine)}))
@@ -135,10 +133,12 @@ async def migrate(settings: Settings) -> int:
     return 0
 
 
-async def rebuild(settings: Settings) -> int:
-    store = await open_store(settings)
+async def rebuild(settings: service_settings.Settings) -> int:
+    store = await app.open_store(settings)
     try:
-        runner = ProjectionRunner(store, events.CATALOGUE, ALL, settings.snapshot_every)
+        runner = projections_runner.ProjectionRunner(
+            store, events.CATALOGUE, ALL, settings.snapshot_every
+        )
         progress = terminal.Progress("rebuild", (await store.head())[0], sys.stderr)
         await runner.rebuild(progress.update)
         progress.finish()
@@ -148,10 +148,12 @@ async def rebuild(settings: Settings) -> int:
     return 0
 
 
-async def replay(settings: Settings, until: str | None) -> int:
-    store = await open_reader(settings)
+async def replay(settings: service_settings.Settings, until: str | None) -> int:
+    store = await app.open_reader(settings)
     try:
-        folds = await fold_log(store, FoldSet(events.CATALOGUE, ALL), stop_after(until))
+        folds = await projections_runner.fold_log(
+            store, projections_runner.FoldSet(events.CATALOGUE, ALL), stop_after(until)
+        )
         state = {name: s.model_dump(mode="json") for name, s in folds.states.items()}
         print(
             json.dumps(
@@ -178,16 +180,18 @@ def stop_after(until: str | None) -> Any:
     try:
         moment = datetime.fromisoformat(until)
     except ValueError:
-        raise SettingsError(
+        raise service_settings.SettingsError(
             f"--until must be a position or an ISO 8601 time, got {until!r}"
         ) from None
-    cutoff = format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    cutoff = times.format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     return lambda event: event.recorded_at > cutoff
 
 
-async def print_events(settings: Settings, after: int, follow: bool, form: str) -> int:
+async def print_events(
+    settings: service_settings.Settings, after: int, follow: bool, form: str
+) -> int:
     show = _event_printer(form)
-    store = await open_reader(settings)
+    store = await app.open_reader(settings)
     try:
         if follow:
             async for event in store.subscribe(after):
@@ -202,21 +206,21 @@ async def print_events(settings: Settings, after: int, follow: bool, form: str) 
     return 0
 
 
-def _event_printer(form: str) -> Callable[[RecordedEvent], None]:
+def _event_printer(form: str) -> Callable[[records.RecordedEvent], None]:
     """JSON lines for programs; one line per event for a person (`pretty`, or `auto` at a
     terminal), coloured at a terminal."""
     if form == "json" or (form == "auto" and not sys.stdout.isatty()):
-        return lambda event: print(json.dumps(event_json(event)), flush=True)
+        return lambda event: print(json.dumps(api_events.event_json(event)), flush=True)
     colour = terminal.wants_colour(sys.stdout)
     width = terminal.terminal_width(sys.stdout)
     return lambda event: print(terminal.event_line(event, colour, width), flush=True)
 
 
-async def rotate_keys(settings: Settings) -> int:
+async def rotate_keys(settings: service_settings.Settings) -> int:
     """A new master key: every data key re-wrapped, then the key file replaced (crash-safe).
     Prints the fingerprints, never a key."""
     key_file = Path(settings.key_file)
-    engine = create_engine(settings.database_url)
+    engine = eventstore_store.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         ring = await keyring.load_ring(engine, key_file)

@@ -9,10 +9,10 @@ import getpass
 import json
 import sys
 
-from eventstore.records import RecordedEvent
+from eventstore import records
 from projections import events, skips
-from service.app import open_store
-from service.settings import Settings
+from service import app
+from service import settings as service_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
-    store = await open_store(settings)
+async def run(settings: service_settings.Settings, args: argparse.Namespace) -> int:
+    store = await app.open_store(settings)
     try:
         page = await store.read_all(args.position - 1, 1) if args.position > 0 else []
         if not page or page[0].position != args.position:
@@ -53,7 +53,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _refusal(recorded: RecordedEvent, force: bool) -> str | None:
+def _refusal(recorded: records.RecordedEvent, force: bool) -> str | None:
     if recorded.stream_id == skips.STREAM:
         return "a skip cannot itself be skipped"
     if force:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from eventstore.records import RecordedEvent
+from eventstore import records
 
 RESET, DIM, BOLD = "\033[0m", "\033[2m", "\033[1m"
 RED, GREEN, YELLOW, CYAN = "\033[31m", "\033[32m", "\033[33m", "\033[36m"
@@ -25,7 +25,7 @@ def wants_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-def event_line(event: RecordedEvent, colour: bool, width: int) -> str:
+def event_line(event: records.RecordedEvent, colour: bool, width: int) -> str:
     """`position  time  stream@version  Type  actor  data`, the data cut to the width left."""
     data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
     actor = event.metadata.get("actor", "?")

@@ -11,9 +11,9 @@ import sys
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
-from eventstore.store import create_engine
+from eventstore import store
+from service import settings as service_settings
 from service.access import token_store, tokens
-from service.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
     revoke.add_argument("name")
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+async def run(settings: service_settings.Settings, args: argparse.Namespace) -> int:
+    engine = store.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         if args.token_action == "add":

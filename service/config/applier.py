@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import errors as store_errors
+from eventstore import store as eventstore_store
 from projections import config, containers, events, groups
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import errors
-from service.docker.adapter import DockerAdapter
-from service.handling.causation import Causation
+from service.docker import adapter
+from service.handling import causation
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +28,16 @@ RETRY_S = 5.0
 class ConfigApplier:
     def __init__(
         self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        docker: DockerAdapter,
-        catalogue: Catalogue,
+        store: eventstore_store.EventStore,
+        runner: projections_runner.ProjectionRunner,
+        docker: adapter.DockerAdapter,
+        catalogue: eventstore_catalogue.Catalogue,
     ) -> None:
         self._store = store
         self._runner = runner
         self._docker = docker
         self._catalogue = catalogue
-        self._causation = Causation(store, "config-applier")
+        self._causation = causation.Causation(store, "config-applier")
         # (server, version, container) -> when to try again; its failure is recorded once
         self._failed: dict[tuple[str, int, str], float] = {}
 
@@ -45,7 +45,7 @@ class ConfigApplier:
         while True:
             try:
                 await self.apply_once()
-            except (errors.ServiceError, StoreError) as exc:
+            except (errors.ServiceError, store_errors.StoreError) as exc:
                 logger.warning("config apply paused: %s", type(exc).__name__)
             await self._runner.wait_for(self._runner.position + 1, within=RETRY_S)
 

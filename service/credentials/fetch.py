@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from projections import groups
 from service import errors
-from service.backend.client import BackendClient, BackendError
+from service.backend import client
 from service.handling import commands
 
 BACKEND_PATH = "/get-agent-tool-credentials"
 
 
 async def fetched(
-    backend: BackendClient | None, server: groups.ServerState, agent_id: str
+    backend: client.BackendClient | None, server: groups.ServerState, agent_id: str
 ) -> commands.CredentialsSpec:
     """The backend's secrets for this agent and server, as if given in the body. A name the
     server declares in `credentialRequirements` keeps its mode there; others are `env`."""
@@ -25,7 +25,7 @@ async def fetched(
         answer = await backend.post_with_retries(
             BACKEND_PATH, {"agentId": agent_id, "accountToolInstanceId": instance}, attempts=3
         )
-    except BackendError as exc:
+    except client.BackendError as exc:
         raise errors.UnavailableError(
             f"the backend did not supply the credentials: {exc}", code="backend_unavailable"
         ) from None

@@ -12,11 +12,10 @@ from typing import Any
 
 from nacl.public import PrivateKey
 
-from eventstore import times
-from eventstore.keyring import KeyRing
+from eventstore import keyring, times
 from projections import credentials, events, groups
 from service import errors
-from service.backend.client import BackendClient
+from service.backend import client
 from service.credentials import decisions, fetch, values
 from service.handling import appending, commands, context
 
@@ -45,8 +44,8 @@ async def inject(
     command: commands.InjectCredentials,
     meta: context.CommandMeta,
     *,
-    ring: KeyRing,
-    backend: BackendClient | None = None,
+    ring: keyring.KeyRing,
+    backend: client.BackendClient | None = None,
 ) -> dict[str, Any]:
     """Refusals first (404 server, 422 body, 409 agent), then the values from the body or the
     backend, sealed and recorded as the server's next version."""
@@ -79,7 +78,7 @@ def _opened(
 
 async def record_version(
     ctx: context.CommandContext,
-    ring: KeyRing,
+    ring: keyring.KeyRing,
     server_id: str,
     agent_id: str,
     version: values.PlainVersion,
@@ -107,8 +106,8 @@ async def rotate(
     command: commands.RotateCredentials,
     meta: context.CommandMeta,
     *,
-    ring: KeyRing,
-    backend: BackendClient | None = None,
+    ring: keyring.KeyRing,
+    backend: client.BackendClient | None = None,
 ) -> dict[str, Any]:
     """A new version for the agent the current one is bound to; the old one is retired (its
     files are overwritten or, if not in the new version, left until revoked)."""
@@ -128,7 +127,7 @@ async def revoke(
     command: commands.RevokeCredentials,
     meta: context.CommandMeta,
     *,
-    ring: KeyRing,
+    ring: keyring.KeyRing,
 ) -> dict[str, Any]:
     """Record the revocation, then destroy the data keys: the log keeps only ciphertext that
     nothing can open any more. (The injector takes the files out of the replicas.)"""
@@ -152,7 +151,7 @@ async def revoke(
 
 
 def command_handlers(
-    ring: KeyRing, backend: BackendClient | None
+    ring: keyring.KeyRing, backend: client.BackendClient | None
 ) -> dict[type[commands.Command], context.Handler]:
     """The credential commands' table, with the key ring and the backend (if any) they use."""
     return {

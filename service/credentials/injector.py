@@ -12,16 +12,15 @@ import asyncio
 import logging
 from typing import cast
 
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError
-from eventstore.keyring import KeyRing, KeyringError
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import errors as store_errors
+from eventstore import keyring, records
+from eventstore import store as eventstore_store
 from projections import containers, credentials, events
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import errors
-from service.docker.adapter import DockerAdapter
-from service.handling.causation import Causation
+from service.docker import adapter
+from service.handling import causation
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +30,11 @@ RETRY_S = 5.0
 class CredentialInjector:
     def __init__(
         self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        docker: DockerAdapter,
-        ring: KeyRing,
-        catalogue: Catalogue,
+        store: eventstore_store.EventStore,
+        runner: projections_runner.ProjectionRunner,
+        docker: adapter.DockerAdapter,
+        ring: keyring.KeyRing,
+        catalogue: eventstore_catalogue.Catalogue,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -43,7 +42,7 @@ class CredentialInjector:
         self._ring = ring
         self._catalogue = catalogue
         # It acts on the credential state as of the runner's position: that is its cause.
-        self._causation = Causation(store, "credential-injector")
+        self._causation = causation.Causation(store, "credential-injector")
         self._failed: dict[tuple[str, int, str], float] = {}  # (server, version, container)
 
     async def run(self) -> None:
@@ -52,7 +51,7 @@ class CredentialInjector:
             while True:
                 try:
                     await self.inject_once()
-                except (errors.ServiceError, StoreError) as exc:
+                except (errors.ServiceError, store_errors.StoreError) as exc:
                     logger.warning("credential injection paused: %s", type(exc).__name__)
                 await self._runner.wait_for(self._runner.position + 1, within=RETRY_S)
         finally:
@@ -113,7 +112,7 @@ class CredentialInjector:
             for secret in version.file_secrets():
                 value = await self._ring.decrypt(version.key_id, secret.ciphertext)
                 await self._docker.write_secret_file(container_id, secret.name, value)
-        except (errors.ServiceError, KeyringError) as exc:
+        except (errors.ServiceError, keyring.KeyringError) as exc:
             why = exc.message if isinstance(exc, errors.ServiceError) else type(exc).__name__
             self._failed[(server_id, version.version, container_id)] = (
                 asyncio.get_running_loop().time() + RETRY_S
@@ -146,11 +145,11 @@ class CredentialInjector:
                     if recorded.type == "CredentialsRevoked":
                         await self._revoke(recorded)
                     position = recorded.position  # only once done: a pause retries it
-            except (errors.ServiceError, StoreError) as exc:
+            except (errors.ServiceError, store_errors.StoreError) as exc:
                 logger.warning("credential revocation paused: %s", exc)
                 await asyncio.sleep(RETRY_S)
 
-    async def _revoke(self, recorded: RecordedEvent) -> None:
+    async def _revoke(self, recorded: records.RecordedEvent) -> None:
         try:
             event = cast(events.CredentialsRevoked, self._catalogue.decode(recorded))
         except Exception:  # noqa: BLE001 - the projections stop on it and say so; pass over

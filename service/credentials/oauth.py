@@ -13,12 +13,11 @@ from typing import Any
 
 import aiohttp
 
-from eventstore import times
-from eventstore.errors import StoreError
-from eventstore.keyring import KeyRing, KeyringError
+from eventstore import errors as store_errors
+from eventstore import keyring, times
 from projections import credentials, events, groups
 from service import errors, loops, outbound
-from service.backend.client import BackendClient
+from service.backend import client
 from service.credentials import values
 from service.credentials.fetch import fetched
 from service.credentials.handlers import record_version
@@ -104,8 +103,8 @@ class Refresher:
     def __init__(
         self,
         ctx: context.CommandContext,
-        ring: KeyRing,
-        backend: BackendClient | None = None,
+        ring: keyring.KeyRing,
+        backend: client.BackendClient | None = None,
         policy: outbound.OutboundPolicy = STRICT,
     ) -> None:
         self._ctx = ctx
@@ -119,7 +118,11 @@ class Refresher:
             while True:
                 try:
                     await self.refresh_once(session)
-                except (errors.ServiceError, StoreError, KeyringError) as exc:
+                except (
+                    errors.ServiceError,
+                    store_errors.StoreError,
+                    keyring.KeyringError,
+                ) as exc:
                     logger.warning("credential refresh paused: %s", type(exc).__name__)
                 runner = self._ctx.runner
                 await runner.wait_for(runner.position + 1, within=TICK_S)

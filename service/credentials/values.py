@@ -13,7 +13,7 @@ from typing import Literal
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from eventstore.keyring import KeyRing
+from eventstore import keyring
 from projections import credentials, events
 from service import errors
 from service.handling import commands
@@ -110,7 +110,7 @@ def check(version: PlainVersion) -> None:
 Sealed = tuple[str, tuple[events.SealedSecret, ...], tuple[events.OAuthGrant, ...]]
 
 
-async def seal(ring: KeyRing, version: PlainVersion) -> Sealed:
+async def seal(ring: keyring.KeyRing, version: PlainVersion) -> Sealed:
     """A fresh data key, and the version encrypted under it."""
     key_id = await ring.create()
     secrets = tuple(
@@ -144,7 +144,7 @@ async def seal(ring: KeyRing, version: PlainVersion) -> Sealed:
     return key_id, secrets, grants
 
 
-async def unseal(ring: KeyRing, version: credentials.Version) -> PlainVersion:
+async def unseal(ring: keyring.KeyRing, version: credentials.Version) -> PlainVersion:
     """A version from the log, opened (KeyDestroyedError once it was forgotten)."""
     secrets = tuple(
         [

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore.errors import StoreError, VersionConflictError
-from eventstore.records import AppendResult
+from eventstore import errors as store_errors
+from eventstore import records
 from projections import events
 from service import errors
 from service.handling.context import CommandContext, CommandMeta
@@ -64,7 +64,7 @@ async def decide_and_append(
 
 async def _decide_in_turn(
     ctx: CommandContext, meta: CommandMeta, decide: Decide, stream: str, retry: bool
-) -> tuple[Decided, Awaitable[AppendResult | None]] | dict[str, Any]:
+) -> tuple[Decided, Awaitable[records.AppendResult | None]] | dict[str, Any]:
     """Under the stream's lock: decide and submit. A decision on the read models holds the lock
     until its events are durable, so that the next decides on them folded. One that states the
     stream's state `after` lets the next decide on that at once: their appends are written in
@@ -82,7 +82,9 @@ async def _decide_in_turn(
         return decided, settling
 
 
-def _submit(ctx: CommandContext, meta: CommandMeta, decided: Decided) -> Awaitable[AppendResult]:
+def _submit(
+    ctx: CommandContext, meta: CommandMeta, decided: Decided
+) -> Awaitable[records.AppendResult]:
     return ctx.store.submit(
         decided.stream,
         [ctx.catalogue.to_new_event(event) for event in decided.events],
@@ -95,14 +97,14 @@ def _submit(ctx: CommandContext, meta: CommandMeta, decided: Decided) -> Awaitab
 
 
 async def _settled(
-    ctx: CommandContext, stream: str, appending: Awaitable[AppendResult], retry: bool
-) -> AppendResult | None:
+    ctx: CommandContext, stream: str, appending: Awaitable[records.AppendResult], retry: bool
+) -> records.AppendResult | None:
     """The append's result; None for a version conflict to decide again on."""
     try:
         appended = await appending
-    except StoreError as exc:
+    except store_errors.StoreError as exc:
         ctx.streams.forget(stream)
-        if retry and isinstance(exc, VersionConflictError):
+        if retry and isinstance(exc, store_errors.VersionConflictError):
             return None
         raise
     if appended.replayed:  # nothing appended: what was expected to be there is not
@@ -110,7 +112,7 @@ async def _settled(
     return appended
 
 
-async def _ready(appended: AppendResult | None) -> AppendResult | None:
+async def _ready(appended: records.AppendResult | None) -> records.AppendResult | None:
     return appended
 
 

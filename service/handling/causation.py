@@ -13,8 +13,8 @@ import uuid
 from collections import OrderedDict
 from typing import Literal
 
-from eventstore.errors import StoreError
-from eventstore.store import EventStore
+from eventstore import errors
+from eventstore import store as eventstore_store
 
 Actor = Literal["system", "docker", "probe"]
 REMEMBERED = 1024
@@ -24,7 +24,9 @@ class Causation:
     """Metadata for one component's events, each carrying its cause's correlation id (read from
     the log once, then remembered)."""
 
-    def __init__(self, store: EventStore, component: str, actor: Actor = "system") -> None:
+    def __init__(
+        self, store: eventstore_store.EventStore, component: str, actor: Actor = "system"
+    ) -> None:
         self._store = store
         self._component = component
         self._actor = actor
@@ -57,7 +59,7 @@ class Causation:
         """The event's correlation id, a new one if it has none, None if the log is unreadable."""
         try:
             page = await self._store.read_all(position - 1, 1) if position > 0 else []
-        except StoreError:
+        except errors.StoreError:
             return None
         if page and page[0].position == position:
             correlation = page[0].metadata.get("correlation_id")

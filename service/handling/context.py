@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore.catalogue import Catalogue
-from eventstore.store import EventStore
-from projections.runner import ProjectionRunner
-from service.container_policy import DEFAULT_POLICY, ContainerPolicy
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import store as eventstore_store
+from projections import runner as projections_runner
+from service import container_policy
 from service.handling import commands
 from service.handling.streams import Streams
 
@@ -28,10 +28,12 @@ class CommandContext:
     `handlers` is the one table, every feature's, that `handling.handlers.handle` dispatches
     through; the composition root builds it."""
 
-    store: EventStore
-    catalogue: Catalogue
-    runner: ProjectionRunner
-    policy: ContainerPolicy = DEFAULT_POLICY  # what a command may ask of its containers
+    store: eventstore_store.EventStore
+    catalogue: eventstore_catalogue.Catalogue
+    runner: projections_runner.ProjectionRunner
+    policy: container_policy.ContainerPolicy = (
+        container_policy.DEFAULT_POLICY
+    )  # what a command may ask of its containers
     handlers: Handlers = field(default_factory=dict)
     streams: Streams = field(default_factory=Streams)
 

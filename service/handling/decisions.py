@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from projections import dependencies, events, groups, health, specs
-from service import errors
-from service.container_policy import DEFAULT_POLICY, ContainerPolicy
+from service import container_policy, errors
 from service.handling import commands
 
 
@@ -25,7 +24,7 @@ def configure_breaker(
 def deploy_group(
     state: groups.GroupsState,
     command: commands.DeployGroup,
-    policy: ContainerPolicy = DEFAULT_POLICY,
+    policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
 ) -> list[events.Event]:
     """Declare the group (if new or re-configured) and every server of the spec."""
     _refuse_duplicate_ids(command)
@@ -55,7 +54,7 @@ def create_group(state: groups.GroupsState, command: commands.CreateGroup) -> ev
 def scale_server(
     state: groups.GroupsState,
     command: commands.ScaleServer,
-    policy: ContainerPolicy = DEFAULT_POLICY,
+    policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
 ) -> events.ReplicasScaled:
     server = _known_server(state, command.mcp_server_id)
     refuse_over_capacity(state, {command.mcp_server_id: command.replicas}, policy)
@@ -163,7 +162,9 @@ def _refuse_duplicate_ids(command: commands.DeployGroup) -> None:
         raise errors.ValidationFailedError("MCP server ids must be unique", details=details)
 
 
-def _refuse_capabilities(command: commands.DeployGroup, policy: ContainerPolicy) -> None:
+def _refuse_capabilities(
+    command: commands.DeployGroup, policy: container_policy.ContainerPolicy
+) -> None:
     refused = [
         (f"mcpServers.{i}.capAdd.{j}", name)
         for i, server in enumerate(command.mcp_servers)
@@ -181,7 +182,7 @@ def _refuse_capabilities(command: commands.DeployGroup, policy: ContainerPolicy)
 
 
 def refuse_over_capacity(
-    state: groups.GroupsState, wanted: dict[str, int], policy: ContainerPolicy
+    state: groups.GroupsState, wanted: dict[str, int], policy: container_policy.ContainerPolicy
 ) -> None:
     """409 when the replicas `wanted` (server id -> count) would take the host's managed
     containers past the cap. Counted from the desired state, not from Docker: the replicas

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from projections.events import Circuit
-from projections.health import BreakerConfig
+from projections import events, health
 
 SETTLED_S = 60.0
 """In `closed`, failures are forgiven only once a replica has stayed healthy this long: a server
@@ -48,13 +47,13 @@ Signal = Failure | Success | Tick | RecoveryRequested
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    to: Circuit
+    to: events.Circuit
     cause: str
 
 
 @dataclass(frozen=True, slots=True)
 class Breaker:
-    circuit: Circuit = "closed"
+    circuit: events.Circuit = "closed"
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     last_check_at: float | None = None
@@ -63,7 +62,7 @@ class Breaker:
 
 
 def transition(
-    breaker: Breaker, signal: Signal, config: BreakerConfig
+    breaker: Breaker, signal: Signal, config: health.BreakerConfig
 ) -> tuple[Breaker, Transition | None]:
     """The breaker after `signal`, and the transition it calls for (to be recorded), if any."""
     match signal:
@@ -82,7 +81,7 @@ def transition(
 
 
 def _on_failure(
-    breaker: Breaker, failure: Failure, config: BreakerConfig
+    breaker: Breaker, failure: Failure, config: health.BreakerConfig
 ) -> tuple[Breaker, Transition | None]:
     counted = replace(
         breaker,
@@ -102,7 +101,7 @@ def _on_failure(
 
 
 def _on_success(
-    breaker: Breaker, success: Success, config: BreakerConfig
+    breaker: Breaker, success: Success, config: health.BreakerConfig
 ) -> tuple[Breaker, Transition | None]:
     if breaker.circuit == "open":  # a replica left over from before; the attempt decides
         return replace(breaker, last_check_at=success.at), None
@@ -123,7 +122,7 @@ def _on_success(
 
 
 def _on_tick(
-    breaker: Breaker, tick: Tick, config: BreakerConfig
+    breaker: Breaker, tick: Tick, config: health.BreakerConfig
 ) -> tuple[Breaker, Transition | None]:
     if breaker.circuit != "closed" and not config.enabled:
         return breaker, Transition("closed", "circuit breaker disabled")
@@ -133,7 +132,7 @@ def _on_tick(
     return breaker, None
 
 
-def enter(breaker: Breaker, to: Circuit, at: float, config: BreakerConfig) -> Breaker:
+def enter(breaker: Breaker, to: events.Circuit, at: float, config: health.BreakerConfig) -> Breaker:
     """The breaker once a transition to `to` is recorded: counting starts afresh."""
     return replace(
         breaker,

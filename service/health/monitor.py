@@ -25,18 +25,15 @@ from typing import cast
 
 import aiohttp
 
-from eventstore import times
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import errors, records, times
+from eventstore import store as eventstore_store
 from projections import containers, events, health, specs
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import loops, status
-from service.handling.causation import Actor, Causation
+from service.handling import causation as handling_causation
 from service.health import breaker, probes
 from service.health.replica_health import ReplicaProbes, observe
-from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +56,7 @@ class Target:
     port: int | None
 
 
-def targets(models: ReadModels) -> dict[str, Target]:
+def targets(models: status.ReadModels) -> dict[str, Target]:
     """Every running replica that has a probe to run, by container id. Pure."""
     found: dict[str, Target] = {}
     for server_id, server in models.desired.servers.items():
@@ -90,7 +87,7 @@ def targets(models: ReadModels) -> dict[str, Target]:
     return found
 
 
-def breaker_config(models: ReadModels, server_id: str) -> health.BreakerConfig:
+def breaker_config(models: status.ReadModels, server_id: str) -> health.BreakerConfig:
     """The configured breaker, disabled if the server's own health check says so."""
     config = models.health.breaker_config(server_id)
     server = models.desired.servers.get(server_id)
@@ -108,9 +105,9 @@ def death_error(event: events.ContainerDied) -> str:
 class HealthMonitor:
     def __init__(
         self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        catalogue: Catalogue,
+        store: eventstore_store.EventStore,
+        runner: projections_runner.ProjectionRunner,
+        catalogue: eventstore_catalogue.Catalogue,
         concurrency: int = 64,
         failed: Callable[[str], None] = loops.uncounted,
     ) -> None:
@@ -127,7 +124,7 @@ class HealthMonitor:
         self._session: aiohttp.ClientSession | None = None
         self.listeners: list[Callable[[], None]] = []  # told after every recorded transition
         self.probe_observers: list[Callable[[str, bool], None]] = []  # (type, passed)
-        self._causation = Causation(store, "health-monitor")
+        self._causation = handling_causation.Causation(store, "health-monitor")
 
     # -- what the API reads ------------------------------------------------------------------
 
@@ -162,7 +159,7 @@ class HealthMonitor:
     async def _follow_targets(self) -> None:
         """Keep one probe loop per running replica, following the projections."""
         while True:
-            wanted = targets(ReadModels.of(self._runner))
+            wanted = targets(status.ReadModels.of(self._runner))
             for container_id in set(self._tasks) - set(wanted):
                 self._tasks.pop(container_id).cancel()
             for container_id, target in wanted.items():
@@ -260,7 +257,7 @@ class HealthMonitor:
             reason=result.detail,
             timed_out=result.timed_out,
         )
-        with contextlib.suppress(StoreError):  # the next change records the truth again
+        with contextlib.suppress(errors.StoreError):  # the next change records the truth again
             return await self._append(target.server_id, event, actor="probe", causation=cause)
         return None
 
@@ -271,7 +268,7 @@ class HealthMonitor:
     ) -> None:
         """Feed one signal to a server's breaker; record the transition it calls for."""
         async with self._lock:
-            models = ReadModels.of(self._runner)
+            models = status.ReadModels.of(self._runner)
             if server_id not in models.desired.servers:
                 self._breakers.pop(server_id, None)
                 return
@@ -281,7 +278,7 @@ class HealthMonitor:
             if proposed is not None:
                 try:
                     await self._record_transition(server_id, current, after, proposed, cause)
-                except StoreError as exc:
+                except errors.StoreError as exc:
                     logger.warning("could not record a circuit transition: %s", exc)
                 else:
                     after = breaker.enter(after, proposed.to, time.time(), config)
@@ -298,7 +295,7 @@ class HealthMonitor:
         proposed: breaker.Transition,
         cause: int | None,
     ) -> None:
-        config = breaker_config(ReadModels.of(self._runner), server_id)
+        config = breaker_config(status.ReadModels.of(self._runner), server_id)
         event = events.CircuitTransitioned(
             server_id=server_id,
             from_state=before.circuit,
@@ -337,11 +334,11 @@ class HealthMonitor:
                     position = recorded.position
                     await self._on_event(recorded)
                     retry.reset()
-            except StoreError as exc:
+            except errors.StoreError as exc:
                 logger.warning("breakers paused at %d: %s", position, exc)
                 await asyncio.sleep(retry.next())
 
-    async def _on_event(self, recorded: RecordedEvent) -> None:
+    async def _on_event(self, recorded: records.RecordedEvent) -> None:
         if recorded.type not in (
             "ContainerDied",
             "ContainerFailedToStart",
@@ -366,7 +363,11 @@ class HealthMonitor:
                     await self.signal(server_id, requested, cause=recorded.position)
 
     async def _append(
-        self, server_id: str, event: events.Event, actor: Actor, causation: int | None = None
+        self,
+        server_id: str,
+        event: events.Event,
+        actor: handling_causation.Actor,
+        causation: int | None = None,
     ) -> int:
         """`causation`: the position of what caused it; without one, the head it acted on."""
         await self._runner.current()  # no verdict or transition recorded on stale state

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from projections.specs import HealthCheck
+from projections import specs
 
 Health = Literal["starting", "healthy", "unhealthy"]
 
@@ -24,12 +24,12 @@ class ReplicaProbes:
     successes: int = 0
     healthy_since: float | None = None
 
-    def in_start_period(self, at: float, check: HealthCheck) -> bool:
+    def in_start_period(self, at: float, check: specs.HealthCheck) -> bool:
         return self.health == "starting" and at - self.started_at < check.start_period_ms / 1000
 
 
 def observe(
-    state: ReplicaProbes, passed: bool, at: float, check: HealthCheck
+    state: ReplicaProbes, passed: bool, at: float, check: specs.HealthCheck
 ) -> tuple[ReplicaProbes, Health | None]:
     """The replica after one probe result, and its new health if that changed."""
     if passed:

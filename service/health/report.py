@@ -10,14 +10,16 @@ from typing import Any, Literal
 
 from eventstore import times
 from projections import credentials, health, specs
+from service import status
 from service.handling import answers
-from service.status import ReadModels
 
 FAILURE_WINDOW = timedelta(hours=1)
 """The report lists container failures of the last hour; older ones are history (the log)."""
 
 
-def recent_failures(models: ReadModels, since: datetime) -> list[tuple[str, health.FailureRecord]]:
+def recent_failures(
+    models: status.ReadModels, since: datetime
+) -> list[tuple[str, health.FailureRecord]]:
     """Each server's container failures since `since`, by server id, oldest first."""
     return [
         (server_id, f)
@@ -28,7 +30,7 @@ def recent_failures(models: ReadModels, since: datetime) -> list[tuple[str, heal
 
 
 def current_verdict(
-    models: ReadModels, server_id: str, replica: int, container_id: str | None
+    models: status.ReadModels, server_id: str, replica: int, container_id: str | None
 ) -> health.ReplicaHealth | None:
     """The probes' last verdict on a replica, if it was on the container it runs now."""
     verdict = models.health.replicas.get(server_id, {}).get(replica)
@@ -47,7 +49,7 @@ def overall_status(
 
 
 def recommended_actions(
-    models: ReadModels, server_id: str, since: datetime, now: datetime
+    models: status.ReadModels, server_id: str, since: datetime, now: datetime
 ) -> list[dict[str, Any]]:
     """What an operator should do about a server, each derived from a fact in the log."""
     facts = ServerFacts(models, server_id, since, now)
@@ -64,7 +66,7 @@ def recommended_actions(
 class ServerFacts:
     """What the rules read: one server's read models, the report's window and its time."""
 
-    models: ReadModels
+    models: status.ReadModels
     server_id: str
     since: datetime
     now: datetime

@@ -23,8 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_pascal
 
 from projections import containers, events, groups, specs
-from service import errors
-from service.container_policy import DEFAULT_POLICY, ContainerPolicy
+from service import container_policy, errors
 from service.handling import commands, decisions
 
 LEGACY_GROUP = "legacy"
@@ -185,7 +184,9 @@ def known_tool(state: groups.GroupsState, name: str) -> groups.ServerState:
 
 
 def create_tool(
-    state: groups.GroupsState, command: CreateTool, policy: ContainerPolicy = DEFAULT_POLICY
+    state: groups.GroupsState,
+    command: CreateTool,
+    policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
 ) -> list[events.Event]:
     """Declare the `legacy` group if new, and the tool as a server of it."""
     spec = tool_spec(command)
@@ -211,7 +212,9 @@ def remove_tool(state: groups.GroupsState, command: RemoveTool) -> events.Server
 
 
 def scale_tool(
-    state: groups.GroupsState, command: ScaleTool, policy: ContainerPolicy = DEFAULT_POLICY
+    state: groups.GroupsState,
+    command: ScaleTool,
+    policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
 ) -> events.ReplicasScaled:
     tool = known_tool(state, command.name)
     decisions.refuse_over_capacity(state, {tool.spec.id: command.replicas}, policy)

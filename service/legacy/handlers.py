@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from projections import containers, events, groups
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import errors
-from service.docker.adapter import DockerAdapter
+from service.docker import adapter
 from service.handling import appending, commands, context, handlers
 from service.legacy import decisions as decide
 
@@ -42,12 +42,12 @@ class Tool:
     status: str
 
 
-def find(runner: ProjectionRunner, name: str) -> Tool | None:
+def find(runner: projections_runner.ProjectionRunner, name: str) -> Tool | None:
     server = decide.find_tool(runner.state(groups.PROJECTION), name)
     return None if server is None else _tool(runner, name, server)
 
 
-def every_tool(runner: ProjectionRunner) -> list[Tool]:
+def every_tool(runner: projections_runner.ProjectionRunner) -> list[Tool]:
     return [
         _tool(runner, server.spec.legacy.instance_name, server)
         for server in decide.tool_servers(runner.state(groups.PROJECTION))
@@ -55,7 +55,9 @@ def every_tool(runner: ProjectionRunner) -> list[Tool]:
     ]
 
 
-def _tool(runner: ProjectionRunner, name: str, server: groups.ServerState) -> Tool:
+def _tool(
+    runner: projections_runner.ProjectionRunner, name: str, server: groups.ServerState
+) -> Tool:
     instances = runner.state(containers.PROJECTION).of(server.spec.id)
     status = decide.tool_status(server, instances)
     return Tool(name, server, instances[0] if instances else None, status)
@@ -63,7 +65,7 @@ def _tool(runner: ProjectionRunner, name: str, server: groups.ServerState) -> To
 
 async def create_tool(
     ctx: context.CommandContext,
-    docker: DockerAdapter,
+    docker: adapter.DockerAdapter,
     command: decide.CreateTool,
     meta: context.CommandMeta,
 ) -> Tool:
@@ -119,7 +121,9 @@ async def remove_tool(
     await ctx.runner.wait_for(position)
 
 
-def command_handlers(docker: DockerAdapter) -> dict[type[commands.Command], context.Handler]:
+def command_handlers(
+    docker: adapter.DockerAdapter,
+) -> dict[type[commands.Command], context.Handler]:
     """The legacy commands' table; creating a tool asks Docker whether its image is here."""
 
     async def create(
@@ -164,19 +168,21 @@ async def _started(ctx: context.CommandContext, name: str, server_id: str, after
     return current(ctx.runner, name)
 
 
-async def _stopped(runner: ProjectionRunner, name: str) -> Tool | None:
+async def _stopped(runner: projections_runner.ProjectionRunner, name: str) -> Tool | None:
     tool = current(runner, name)
     return tool if tool.status == "stopped" else None
 
 
-def current(runner: ProjectionRunner, name: str) -> Tool:
+def current(runner: projections_runner.ProjectionRunner, name: str) -> Tool:
     tool = find(runner, name)
     if tool is None:
         raise errors.NotFoundError(f"Tool instance '{name}' not found or not managed by this DTMA.")
     return tool
 
 
-async def _outcome(runner: ProjectionRunner, check: Callable[[], Awaitable[T | None]]) -> T:
+async def _outcome(
+    runner: projections_runner.ProjectionRunner, check: Callable[[], Awaitable[T | None]]
+) -> T:
     """`check()` once it is not None, checked again after each new event, for up to 60 s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OUTCOME_S

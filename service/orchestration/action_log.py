@@ -3,17 +3,19 @@ metadata naming the event it acted on (or the log's head it read)."""
 
 from __future__ import annotations
 
-from eventstore.catalogue import Catalogue
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import store as eventstore_store
 from projections import containers, events
-from service.handling.causation import Causation
+from service.handling import causation
 
 
 class ActionLog:
-    def __init__(self, store: EventStore, catalogue: Catalogue) -> None:
+    def __init__(
+        self, store: eventstore_store.EventStore, catalogue: eventstore_catalogue.Catalogue
+    ) -> None:
         self._store = store
         self._catalogue = catalogue
-        self._causation = Causation(store, "reconciler")
+        self._causation = causation.Causation(store, "reconciler")
         self.acted_on = 0  # the log's head the current pass read: the cause where no event is
 
     async def record(self, server_id: str, event: events.Event, cause: int | None = None) -> None:

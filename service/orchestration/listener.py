@@ -11,14 +11,14 @@ import asyncio
 import logging
 import time
 
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import errors as store_errors
+from eventstore import store as eventstore_store
 from projections import containers, events
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import errors, loops
-from service.docker.adapter import DockerAdapter, DockerEvent
-from service.handling.causation import Causation
+from service.docker import adapter
+from service.handling import causation
 from service.orchestration.reconciler import Reconciler
 from service.orchestration.replicas import removed_key, removed_outside
 
@@ -28,7 +28,7 @@ CHECKPOINT = "docker-listener"
 RESUMING = loops.Doubling(first=0.1, ceiling=5.0)
 
 
-def docker_source(docker_event: DockerEvent) -> str:
+def docker_source(docker_event: adapter.DockerEvent) -> str:
     """Names the Docker event a fact records: its causation id."""
     return f"docker:{docker_event.container_id}:{docker_event.action}:{docker_event.time_nano}"
 
@@ -36,10 +36,10 @@ def docker_source(docker_event: DockerEvent) -> str:
 class DockerListener:
     def __init__(
         self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        docker: DockerAdapter,
-        catalogue: Catalogue,
+        store: eventstore_store.EventStore,
+        runner: projections_runner.ProjectionRunner,
+        docker: adapter.DockerAdapter,
+        catalogue: eventstore_catalogue.Catalogue,
         reconciler: Reconciler,
     ) -> None:
         self._store = store
@@ -48,7 +48,7 @@ class DockerListener:
         self._catalogue = catalogue
         self._reconciler = reconciler
         self._oom_killed: set[str] = set()  # containers Docker reported an `oom` for
-        self._causation = Causation(store, "docker-listener", actor="docker")
+        self._causation = causation.Causation(store, "docker-listener", actor="docker")
         self._since: int | None = None  # the last Docker event time handled, once known
 
     async def run(self) -> None:
@@ -63,14 +63,14 @@ class DockerListener:
                     self._since = docker_event.time_nano
                     await self._store.save_checkpoint(CHECKPOINT, self._since)
                     retry.reset()
-            except (errors.ServiceError, StoreError) as exc:
+            except (errors.ServiceError, store_errors.StoreError) as exc:
                 logger.warning("Docker events interrupted (%s); resuming", exc)
             finally:
                 # The stream ended or broke: whatever happened meanwhile is replayed from there.
                 self._reconciler.poke()
             await asyncio.sleep(retry.next())
 
-    async def _handle(self, docker_event: DockerEvent) -> None:
+    async def _handle(self, docker_event: adapter.DockerEvent) -> None:
         if docker_event.action == "oom":  # Docker sends it just before the `die`
             self._oom_killed.add(docker_event.container_id)
         if docker_event.action in ("die", "destroy"):
@@ -94,7 +94,7 @@ class DockerListener:
             self._reconciler.poke()
 
     async def _fact(
-        self, docker_event: DockerEvent
+        self, docker_event: adapter.DockerEvent
     ) -> events.ContainerDied | events.ContainerRemoved | None:
         """The domain event for a death or a removal DTMA did not cause itself, else None."""
         if docker_event.container_id in self._reconciler.removing:

@@ -13,16 +13,15 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from eventstore.catalogue import Catalogue
-from eventstore.errors import StoreError
-from eventstore.keyring import KeyRing
-from eventstore.store import EventStore
+from eventstore import catalogue as eventstore_catalogue
+from eventstore import errors as store_errors
+from eventstore import keyring
+from eventstore import store as eventstore_store
 from projections import containers, dependencies, events, groups, health
-from projections.runner import ProjectionRunner
-from service import container_policy, errors, loops
+from projections import runner as projections_runner
+from service import container_policy, errors, loops, status
 from service import instance as instances
-from service.container_policy import ContainerPolicy
-from service.docker.adapter import ContainerInfo, DockerAdapter
+from service.docker import adapter
 from service.orchestration import adoption, rollouts
 from service.orchestration.action_log import ActionLog
 from service.orchestration.replicas import (
@@ -38,7 +37,6 @@ from service.orchestration.replicas import (
     wanted_env,
 )
 from service.orchestration.starter import ReplicaStarter
-from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +65,15 @@ PASSIVE_EVENTS = frozenset(
 class Reconciler:
     def __init__(
         self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        docker: DockerAdapter,
-        catalogue: Catalogue,
+        store: eventstore_store.EventStore,
+        runner: projections_runner.ProjectionRunner,
+        docker: adapter.DockerAdapter,
+        catalogue: eventstore_catalogue.Catalogue,
         owner_labels: Mapping[str, str] | None = None,
         interval: float = 10.0,
-        ring: KeyRing | None = None,
+        ring: keyring.KeyRing | None = None,
         instance_id: str = "",
-        policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
+        policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._instance_id = instance_id
@@ -83,7 +81,7 @@ class Reconciler:
         stamped = {**self._owner_labels, instances.LABEL: instance_id} if instance_id else {}
         self._stamped = stamped or self._owner_labels
         # managed containers of another instance on this engine, as the last pass found them
-        self.foreign: list[ContainerInfo] = []
+        self.foreign: list[adapter.ContainerInfo] = []
         self._store = store
         self._runner = runner
         self._docker = docker
@@ -114,7 +112,7 @@ class Reconciler:
             self._wake.clear()
             try:
                 await self.reconcile_once()
-            except (errors.ServiceError, StoreError) as exc:
+            except (errors.ServiceError, store_errors.StoreError) as exc:
                 logger.warning("reconcile failed, retrying: %s", exc.args[0] if exc.args else exc)
                 self._seen = self._runner.position  # retry on news or the interval, not at once
             await self._wait()
@@ -150,7 +148,7 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         head = await self._runner.current()  # stopped or behind: no pass on stale state
         self._log.acted_on = head
-        models = ReadModels.of(self._runner)
+        models = status.ReadModels.of(self._runner)
         self._seen = self._runner.position
         desired = models.desired
         managed = await self._docker.list_managed(self._owner_labels)
@@ -193,7 +191,7 @@ class Reconciler:
             and self._attempted.get(server_id) != view.half_open_position
         }
 
-    def _may_start(self, models: ReadModels, server_id: str, recovering: set[str]) -> bool:
+    def _may_start(self, models: status.ReadModels, server_id: str, recovering: set[str]) -> bool:
         """Not while a required credential is missing. Then by the circuit: closed, yes; open,
         no automatic restarts; half-open, only the one recovery attempt."""
         if models.missing_credentials(server_id):
@@ -201,7 +199,7 @@ class Reconciler:
         circuit = models.health.circuit(server_id).state
         return circuit == "closed" or server_id in recovering
 
-    async def _adopt_unrecorded(self, models: ReadModels, kept: list[Replica]) -> None:
+    async def _adopt_unrecorded(self, models: status.ReadModels, kept: list[Replica]) -> None:
         """Record a kept container the log never saw started (a crash between Docker's start
         and the append): unrecorded, it would run but never be probed, reported or depended on."""
         for replica in kept:
@@ -214,7 +212,7 @@ class Reconciler:
     # -- removing ----------------------------------------------------------------------------
 
     async def _remove_unwanted(
-        self, models: ReadModels, actual: list[Replica], recovering: set[str]
+        self, models: status.ReadModels, actual: list[Replica], recovering: set[str]
     ) -> list[Replica]:
         kept = []
         for replica in sorted(actual, key=lambda r: -r.replica):  # highest replica first
@@ -236,7 +234,7 @@ class Reconciler:
         return kept
 
     async def _start_successors(
-        self, models: ReadModels, kept: list[Replica], recovering: set[str]
+        self, models: status.ReadModels, kept: list[Replica], recovering: set[str]
     ) -> None:
         """For one replica per server whose environment lacks the current env credentials,
         start its successor beside it (the old one goes once the successor is healthy)."""
@@ -303,7 +301,7 @@ class Reconciler:
     # -- starting ----------------------------------------------------------------------------
 
     async def _start_missing(
-        self, models: ReadModels, kept: list[Replica], recovering: set[str]
+        self, models: status.ReadModels, kept: list[Replica], recovering: set[str]
     ) -> None:
         """Start missing replicas in waves: every server whose dependencies are healthy starts
         at once (at most `MAX_PARALLEL_STARTS` containers at a time), then those that waited.
@@ -352,7 +350,7 @@ class Reconciler:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _forgive_if_settled(self, models: ReadModels, replica: Replica) -> None:
+    def _forgive_if_settled(self, models: status.ReadModels, replica: Replica) -> None:
         """A replica that has been healthy for a minute starts its backoff afresh."""
         started = replica.info.started_at
         settled = started is not None and (datetime.now(UTC) - started).total_seconds() >= SETTLED_S

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projections import events, groups
-from service.docker.adapter import ContainerInfo
-from service.status import ReadModels
+from service import status
+from service.docker import adapter
 
 CREDENTIALS_LABEL = "dtma.credentials-version"  # which version's env secrets it was given
 
@@ -30,14 +30,14 @@ def network_name(group_id: str) -> str:
 class Replica:
     """A container as the reconciler reads its labels."""
 
-    info: ContainerInfo
+    info: adapter.ContainerInfo
     group_id: str
     server_id: str
     replica: int
     generation: int
 
 
-def as_replica(info: ContainerInfo) -> Replica | None:
+def as_replica(info: adapter.ContainerInfo) -> Replica | None:
     labels = info.labels
     try:
         return Replica(
@@ -78,7 +78,7 @@ def removal_reason(replica: Replica, desired: groups.GroupsState) -> str | None:
     return None
 
 
-def recovery_reason(models: ReadModels, replica: Replica) -> str | None:
+def recovery_reason(models: status.ReadModels, replica: Replica) -> str | None:
     """In a recovery attempt, replicas that exited or fail their probes are replaced."""
     if not replica.info.running:
         return "exited; replaced in a recovery attempt"
@@ -88,7 +88,7 @@ def recovery_reason(models: ReadModels, replica: Replica) -> str | None:
     return None
 
 
-def is_healthy(models: ReadModels, replica: Replica) -> bool:
+def is_healthy(models: status.ReadModels, replica: Replica) -> bool:
     """Running, and passing its probes (or probed by nothing)."""
     server = models.desired.servers.get(replica.server_id)
     if server is None or not replica.info.running:
@@ -99,7 +99,7 @@ def is_healthy(models: ReadModels, replica: Replica) -> bool:
     return verdict == "healthy"
 
 
-def wanted_env(models: ReadModels, server_id: str) -> str | None:
+def wanted_env(models: status.ReadModels, server_id: str) -> str | None:
     """The credentials version a replica's environment should carry (None: no env ones), as
     its `CREDENTIALS_LABEL` spells it."""
     active = models.credentials.of(server_id).active()

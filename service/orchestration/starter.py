@@ -8,12 +8,11 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 
-from eventstore.keyring import KeyRing, KeyringError
+from eventstore import keyring
 from projections import config, containers, credentials, events, groups, health, specs
-from projections.runner import ProjectionRunner
+from projections import runner as projections_runner
 from service import container_policy, errors, loops
-from service.container_policy import ContainerPolicy
-from service.docker.adapter import ContainerSpec, DockerAdapter
+from service.docker import adapter
 from service.orchestration.action_log import ActionLog
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
@@ -26,14 +25,14 @@ from service.orchestration.replicas import (
 class ReplicaStarter:
     def __init__(
         self,
-        runner: ProjectionRunner,
-        docker: DockerAdapter,
+        runner: projections_runner.ProjectionRunner,
+        docker: adapter.DockerAdapter,
         log: ActionLog,
         backoff: loops.Backoff,
         removing: set[str],
         owner_labels: Mapping[str, str],
-        ring: KeyRing | None,
-        policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
+        ring: keyring.KeyRing | None,
+        policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._runner = runner
         self._docker = docker
@@ -122,7 +121,7 @@ class ReplicaStarter:
         replica: int,
         version: int | None,
         secret_env: dict[str, str],
-    ) -> ContainerSpec:
+    ) -> adapter.ContainerSpec:
         labels = dict(self._owner_labels)
         if version is not None:
             labels[CREDENTIALS_LABEL] = str(version)
@@ -202,7 +201,7 @@ class ReplicaStarter:
                 s.name: (await self._ring.decrypt(active.key_id, s.ciphertext)).decode()
                 for s in active.env_secrets()
             }
-        except KeyringError:  # revoked meanwhile: start it without them
+        except keyring.KeyringError:  # revoked meanwhile: start it without them
             return None, {}
         return active.version, env
 
@@ -212,9 +211,9 @@ def replica_container(
     group_id: str,
     server: groups.ServerState,
     replica: int,
-    policy: ContainerPolicy,
+    policy: container_policy.ContainerPolicy,
     labels: Mapping[str, str],
-) -> ContainerSpec:
+) -> adapter.ContainerSpec:
     """A replica's container as its spec, its group and the policy make it (credentials
     aside): everything a request can shape of it passes through here."""
     spec = server.spec
@@ -226,7 +225,7 @@ def replica_container(
         "dtma.replica": str(replica),
         "dtma.generation": str(server.generation),
     }
-    return ContainerSpec(
+    return adapter.ContainerSpec(
         name=container_name(group_id, spec.id, replica),
         image=spec.image,
         labels={**spec.labels, **own},  # a legacy tool's name; DTMA's own labels win
@@ -252,15 +251,15 @@ def init_containers(
     desired: groups.GroupsState,
     group_id: str,
     server: groups.ServerState,
-    policy: ContainerPolicy,
+    policy: container_policy.ContainerPolicy,
     labels: Mapping[str, str],
-) -> list[ContainerSpec]:
+) -> list[adapter.ContainerSpec]:
     """The server's init containers, in order: on the group's network with the server's
     environment and limits, and no capability at all."""
     spec = server.spec
     limits = policy.limits(desired.limits_of(spec.id))
     return [
-        ContainerSpec(
+        adapter.ContainerSpec(
             name=init_container_name(group_id, spec.id, index),
             image=init.image,
             labels={
