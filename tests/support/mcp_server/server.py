@@ -9,6 +9,9 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_ALLOCATE_MB    hold that much memory, every byte written, from the start (OOM tests)
 #   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
+#   MCP_TRANSPORT=stdio  speak MCP on standard input and output (the SDK's stdio transport)
+#                      instead of HTTP, with a second tool, `wait` (answer `text` after
+#                      `seconds`); each tool call says "called <tool>: <text>" on standard error
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
 # test can read in `docker logs` that a client ended its session. At start it logs
 # "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
@@ -40,6 +43,8 @@ def main() -> None:
         schedule_crash(float(crash_after))
     if os.environ.get("MCP_HANG") == "1":
         hang(port)
+    if os.environ.get("MCP_TRANSPORT") == "stdio":
+        serve_stdio()
     serve(port, os.environ.get("MCP_REQUIRE_TOKEN"))
 
 
@@ -101,6 +106,29 @@ def serve(port: int, token: str | None) -> None:
         app = refuse_discover(app)
     guarded = app if token is None else require_bearer(app, token)
     uvicorn.run(guarded, host="0.0.0.0", port=port, log_level="info")
+
+
+def serve_stdio() -> NoReturn:
+    import anyio
+    from mcp.server.mcpserver import MCPServer
+
+    server: MCPServer[Any] = MCPServer(SERVER_NAME, version=SERVER_VERSION)
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        """Answer with `text`, unchanged."""
+        say(f"called echo: {text}")
+        return text
+
+    @server.tool()
+    async def wait(text: str, seconds: float) -> str:
+        """Answer with `text` after `seconds`."""
+        say(f"called wait: {text}")
+        await anyio.sleep(seconds)
+        return text
+
+    server.run("stdio")
+    sys.exit(0)
 
 
 def require_bearer(app: Any, token: str) -> Any:
