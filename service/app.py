@@ -34,9 +34,12 @@ from service.api import health as health_api
 from service.api import openapi as openapi_api
 from service.api import routes
 from service.api import servers as servers_api
+from service.api import stdio as stdio_api
 from service.api import system as system_api
 from service.api.keys import (
+    api_url_key,
     backend_key,
+    bridges_key,
     context_key,
     docker_key,
     instance_key,
@@ -71,6 +74,13 @@ from service.orchestration.reconciler import Reconciler
 from service.outbound import OutboundPolicy
 from service.settings import Settings, SettingsError
 from service.status import ReadModels
+from service.stdio.bridges import Bridges
+
+# The token the health monitor's probes of stdio servers show DTMA's own API (their bridges are
+# served there): an operator's, made afresh at each start, known to this process alone. Its name
+# is upper case, which no listed or stored token's can be.
+BRIDGE_PROBE_TOKEN = "DTMA_STDIO_PROBE"
+bridge_probe_key = web.AppKey("dtma.bridge_probe_token", str)
 
 
 async def open_store(settings: Settings) -> EventStore:
@@ -179,8 +189,8 @@ async def backend_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def heartbeat_payload(runner: ProjectionRunner) -> dict[str, Any]:
-    models = ReadModels.of(runner)
+def heartbeat_payload(runner: ProjectionRunner, api_url: str) -> dict[str, Any]:
+    models = ReadModels.of(runner, api_url)
     return heartbeat.heartbeat_payload(
         system_metrics.dtma_version(),
         system_metrics.read(),
@@ -208,7 +218,14 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
-    monitor = HealthMonitor(app[store_key], app[runner_key], events.CATALOGUE)
+    monitor = HealthMonitor(
+        app[store_key],
+        app[runner_key],
+        events.CATALOGUE,
+        api_url=app[api_url_key],
+        bridge_token=app[bridge_probe_key],
+    )
+    bridges = Bridges(app[runner_key], app[docker_key])
     monitor.probe_observers.append(app[metrics_key].probed)
     refresher = Refresher(
         app[context_key],
@@ -222,7 +239,9 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     applier = ConfigApplier(app[store_key], app[runner_key], app[docker_key], events.CATALOGUE)
     app[reconciler_key] = reconciler
     app[monitor_key] = monitor
+    app[bridges_key] = bridges
     tasks = [
+        asyncio.create_task(bridges.run(), name="dtma-stdio-bridges"),
         asyncio.create_task(reconciler.run(), name="dtma-reconciler"),
         asyncio.create_task(listener.run(), name="dtma-docker-listener"),
         asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
@@ -233,7 +252,9 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     if (client := app.get(backend_key)) is not None:
         runner = app[runner_key]
         beat = heartbeat.Heartbeat(
-            client, lambda: heartbeat_payload(runner), settings.heartbeat_interval_s
+            client,
+            lambda: heartbeat_payload(runner, app[api_url_key]),
+            settings.heartbeat_interval_s,
         )
         monitor.listeners.append(beat.poke)  # a circuit that opens or closes is told at once
         tasks.append(asyncio.create_task(beat.run(), name="dtma-heartbeat"))
@@ -249,9 +270,10 @@ def tokens_context(configured: list[tokens.Token]) -> Any:
     """The table of tokens the auth middleware checks; no token at all refuses to start."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        table = TokenTable(configured, app[store_key].engine)
+        probe = tokens.Token(BRIDGE_PROBE_TOKEN, "operator", tokens.digest(app[bridge_probe_key]))
+        table = TokenTable([*configured, probe], app[store_key].engine)
         await table.refresh()
-        if not len(table):
+        if len(table) == 1:  # the probes' own token is no token for a person
             raise SettingsError(NO_TOKEN)
         app[tokens_key] = table
         yield
@@ -279,6 +301,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
+    app[api_url_key] = status.api_url(settings.host, settings.port)
+    app[bridge_probe_key] = tokens.new_token()
     app[metrics_key] = measured
     app[statuses_key] = RenderedAt()
     app[streams_key] = StreamSlots(settings.max_streams_per_token)
@@ -304,6 +328,7 @@ def create_app(settings: Settings) -> web.Application:
         tools_api,
         credentials_api,
         config_api,
+        stdio_api,
     ):
         module.add_routes(app)
     openapi_api.add_routes(app)  # its document, built at startup, covers every route above

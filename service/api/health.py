@@ -12,7 +12,7 @@ from eventstore.records import RecordedEvent
 from service import errors
 from service.api import routes, schemas
 from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse
-from service.api.keys import context_key, monitor_key, reconciler_key, runner_key
+from service.api.keys import api_url_key, context_key, monitor_key, reconciler_key, runner_key
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.handling import commands, handlers
@@ -33,7 +33,7 @@ async def server_health(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = request.match_info["id"]
-    models = ReadModels.of(runner)
+    models = ReadModels.of(runner, request.app[api_url_key])
     known = server_id in models.desired.servers or models.health.knows(server_id)
     if not known:
         raise errors.NotFoundError(f"no MCP server {server_id!r} is known")
@@ -45,7 +45,9 @@ async def server_health(request: web.Request) -> web.Response:
 async def comprehensive(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    report = health_report.comprehensive(ReadModels.of(runner), datetime.now(UTC))
+    report = health_report.comprehensive(
+        ReadModels.of(runner, request.app[api_url_key]), datetime.now(UTC)
+    )
     foreign = health_report.foreign(request.app[reconciler_key].foreign)
     return web.json_response({**report, "foreignContainers": foreign, "position": runner.position})
 

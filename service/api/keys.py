@@ -20,6 +20,7 @@ from service.health.monitor import HealthMonitor
 from service.metrics import Metrics
 from service.orchestration.reconciler import Reconciler
 from service.settings import Settings
+from service.stdio.bridges import Bridges
 
 settings_key = web.AppKey("dtma.settings", Settings)
 store_key = web.AppKey("dtma.store", EventStore)
@@ -36,3 +37,5 @@ statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/statu
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
 streams_key = web.AppKey("dtma.streams", StreamSlots)  # open SSE streams per token
 tokens_key = web.AppKey("dtma.tokens", TokenTable)  # the named tokens and their roles
+api_url_key = web.AppKey("dtma.api_url", str)  # where this host reaches the API
+bridges_key = web.AppKey("dtma.stdio_bridges", Bridges)  # a bridge per running stdio replica

@@ -55,6 +55,7 @@ class Target:
     url: str | None  # mcp/http
     host: str | None  # tcp
     port: int | None
+    bridged: bool = False  # a stdio server's: `url` is its bridge, on DTMA's own API
 
 
 def targets(models: ReadModels) -> dict[str, Target]:
@@ -68,6 +69,9 @@ def targets(models: ReadModels) -> dict[str, Target]:
             if instance.state != "running" or not instance.container_id:
                 continue
             url = status.endpoint(instance, server.spec.port, check.url or server.spec.path)
+            bridged = server.spec.transport == "stdio"
+            if bridged:
+                url = models.endpoint(server, instance)
             if url is None:
                 continue
             host, port = (
@@ -84,6 +88,7 @@ def targets(models: ReadModels) -> dict[str, Target]:
                 url,
                 host,
                 port,
+                bridged,
             )
     return found
 
@@ -122,8 +127,14 @@ class HealthMonitor:
         runner: ProjectionRunner,
         catalogue: Catalogue,
         concurrency: int = 64,
+        api_url: str = status.DEFAULT_API_URL,
+        bridge_token: str | None = None,
     ) -> None:
+        """`bridge_token` authenticates the probes of stdio servers to DTMA's own API."""
         self._store = store
+        self._api_url = api_url
+        self._bridge_headers = {"Authorization": f"Bearer {bridge_token}"} if bridge_token else {}
+        self._bridge_session: aiohttp.ClientSession | None = None
         self._runner = runner
         self._catalogue = catalogue
         self._limit = asyncio.Semaphore(concurrency)
@@ -147,8 +158,13 @@ class HealthMonitor:
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            # apart: its token goes to DTMA's own API only, never to a server
+            aiohttp.ClientSession(headers=self._bridge_headers) as bridge_session,
+        ):
             self._session = session
+            self._bridge_session = bridge_session
             loops = [
                 asyncio.create_task(outliving(self._follow_targets), name="dtma-probe-targets"),
                 asyncio.create_task(outliving(self._follow_log), name="dtma-breaker-log"),
@@ -165,7 +181,7 @@ class HealthMonitor:
     async def _follow_targets(self) -> None:
         """Keep one probe loop per running replica, following the projections."""
         while True:
-            wanted = targets(ReadModels.of(self._runner))
+            wanted = targets(ReadModels.of(self._runner, self._api_url))
             for container_id in set(self._tasks) - set(wanted):
                 self._tasks.pop(container_id).cancel()
             for container_id, target in wanted.items():
@@ -216,7 +232,7 @@ class HealthMonitor:
 
     async def _probe(self, target: Target) -> probes.ProbeResult:
         timeout = target.check.timeout_ms / 1000
-        session = self._session
+        session = self._bridge_session if target.bridged else self._session
         assert session is not None, "probes run only inside run()"
         match target.check.type:
             case "mcp":
