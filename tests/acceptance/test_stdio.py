@@ -159,8 +159,31 @@ async def test_two_sdk_clients_interleave_calls_and_each_gets_only_its_own_answe
         a.kill()
         b.kill()
 
-    assert answers_a == [{"text": t} for t in ("a-slow", "a-1", "a-mid", "a-2")]
-    assert answers_b == [{"text": t} for t in ("b-slow", "b-1", "b-mid", "b-2")]
+    assert [answer.get("text") for answer in answers_a] == ["a-slow", "a-1", "a-mid", "a-2"]
+    assert [answer.get("text") for answer in answers_b] == ["b-slow", "b-1", "b-mid", "b-2"]
+
+
+async def test_progress_reaches_only_the_client_whose_call_it_is(
+    started: Callable[[], Any], mcp_image: str
+) -> None:
+    service = await started()
+    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
+    await until_healthy(service, deployed)
+    url = service.endpoint("tools", 1)
+
+    # The SDK's progress token is its request id: both clients use the same tokens at once.
+    a, b = await asyncio.gather(
+        SdkClient.start(url, TOKEN, [("count", {"text": "a", "to": 3, "pause": 0.3})]),
+        SdkClient.start(url, TOKEN, [("count", {"text": "b", "to": 4, "pause": 0.2})]),
+    )
+    try:
+        [answer_a], [answer_b] = await asyncio.gather(a.results(), b.results())
+    finally:
+        a.kill()
+        b.kill()
+
+    assert answer_a == {"text": "a", "progress": [1, 2, 3]}
+    assert answer_b == {"text": "b", "progress": [1, 2, 3, 4]}
 
 
 async def test_a_call_pending_when_the_container_dies_fails_at_once_and_its_session_is_lost(
@@ -227,7 +250,7 @@ async def test_scaled_to_two_each_replica_has_its_own_bridge(
         client = await SdkClient.start(
             service.endpoint("tools", replica), TOKEN, [("echo", {"text": text})]
         )
-        assert await client.results() == [{"text": text}]
+        assert await client.results() == [{"text": text, "progress": []}]
     for container in await containers_of(docker, owner_labels, "tools"):
         replica = container.labels["dtma.replica"]
         assert f"called echo: replica {replica}" in (await container_log(container.id))[1]

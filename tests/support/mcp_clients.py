@@ -44,7 +44,7 @@ class SdkClient:
         if line.strip() != b"initialized":
             raise AssertionError(f"the client did not initialize: {await self._failure(line)}")
 
-    async def results(self, within: float = 60) -> list[dict[str, str]]:
+    async def results(self, within: float = 60) -> list[dict[str, Any]]:
         assert self._process.stdout is not None
         line = await asyncio.wait_for(self._process.stdout.readline(), within)
         if line.strip() == b"initialized":  # not waited for by `initialized()`
@@ -52,7 +52,7 @@ class SdkClient:
         await asyncio.wait_for(self._process.wait(), within)
         if not line.startswith(b"["):
             raise AssertionError(f"the client failed: {await self._failure(line)}")
-        found: list[dict[str, str]] = json.loads(line)
+        found: list[dict[str, Any]] = json.loads(line)
         return found
 
     async def _failure(self, line: bytes) -> str:

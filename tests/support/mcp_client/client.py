@@ -4,7 +4,8 @@ with the SDK on PYTHONPATH (`tests/support/mcp_clients.py` starts it), not in th
     client.py URL TOKEN CALLS    CALLS: JSON list of [tool, {arguments}], made all at once
 
 It says "initialized" on a line once its session is open, then prints one JSON line: for each
-call in order, {"text": <the answer's text>} or {"error": <what the SDK raised>}.
+call in order, {"text": <the answer's text>, "progress": [<each progress reported>]} or
+{"error": <what the SDK raised>}. Every call asks for progress.
 """
 
 from __future__ import annotations
@@ -28,19 +29,23 @@ async def main(url: str, token: str, calls: list[list[Any]]) -> None:
     ):
         await session.initialize()
         print("initialized", flush=True)
-        results = await asyncio.gather(
-            *(session.call_tool(name, arguments) for name, arguments in calls),
-            return_exceptions=True,
-        )
-    print(json.dumps([outcome(result) for result in results]), flush=True)
+        outcomes = await asyncio.gather(*(call(session, name, args) for name, args in calls))
+    print(json.dumps(outcomes), flush=True)
 
 
-def outcome(result: Any) -> dict[str, str]:
-    if isinstance(result, BaseException):
-        return {"error": f"{type(result).__name__}: {result}"}
+async def call(session: ClientSession, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    progress: list[float] = []
+
+    async def on_progress(step: float, total: float | None, message: str | None) -> None:
+        progress.append(step)
+
+    try:
+        result = await session.call_tool(name, arguments, progress_callback=on_progress)
+    except Exception as exc:  # noqa: BLE001 - what the test wants to see
+        return {"error": f"{type(exc).__name__}: {exc}"}
     if result.is_error:
         return {"error": result.content[0].text}
-    return {"text": result.content[0].text}
+    return {"text": result.content[0].text, "progress": progress}
 
 
 if __name__ == "__main__":

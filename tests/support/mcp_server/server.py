@@ -10,8 +10,10 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
 #   MCP_TRANSPORT=stdio  speak MCP on standard input and output (the SDK's stdio transport)
-#                      instead of HTTP, with a second tool, `wait` (answer `text` after
-#                      `seconds`); each tool call says "called <tool>: <text>" on standard error
+#                      instead of HTTP, with two more tools: `wait` (answer `text` after
+#                      `seconds`) and `count` (report progress 1..`to`, pausing `pause` s
+#                      after each, then answer `text`); each tool call says
+#                      "called <tool>: <text>" on standard error
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
 # test can read in `docker logs` that a client ended its session. At start it logs
 # "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
@@ -109,8 +111,11 @@ def serve(port: int, token: str | None) -> None:
 
 
 def serve_stdio() -> NoReturn:
+    # The SDK reads the tools' annotations (strings here) in this module's globals: it finds
+    # `Context` there to pass a tool its request's context.
+    global Context
     import anyio
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
 
     server: MCPServer[Any] = MCPServer(SERVER_NAME, version=SERVER_VERSION)
 
@@ -125,6 +130,15 @@ def serve_stdio() -> NoReturn:
         """Answer with `text` after `seconds`."""
         say(f"called wait: {text}")
         await anyio.sleep(seconds)
+        return text
+
+    @server.tool()
+    async def count(text: str, to: int, pause: float, ctx: Context) -> str:
+        """Report progress 1..`to`, then answer with `text`."""
+        say(f"called count: {text}")
+        for step in range(1, to + 1):
+            await ctx.report_progress(step, to)
+            await anyio.sleep(pause)
         return text
 
     server.run("stdio")
