@@ -241,10 +241,7 @@ class StdioBridge:
             return False
         for bridge_id in list(session.calls):
             if (call := self._calls.get(bridge_id)) is not None:
-                await self.abandon(call, "the client closed its session")
-                call.inbox.put_nowait(
-                    messages.error(call.client_id, messages.CONNECTION_CLOSED, "session closed")
-                )
+                await self._end(call, "the client closed its session")
         if session.stream is not None:
             session.stream.put_nowait(None)
         return True
@@ -261,6 +258,11 @@ class StdioBridge:
             for bridge_id in list(session.calls if session else ()):
                 call = self._calls.get(bridge_id)
                 if call is not None and call.client_id == target:
-                    await self.abandon(call, "cancelled by the client")
+                    await self._end(call, "cancelled by the client")
             return
         await self._send(notification)
+
+    async def _end(self, call: Call, reason: str) -> None:
+        """Abandon a call, and answer its HTTP request (still open, maybe) with an error."""
+        await self.abandon(call, reason)
+        call.inbox.put_nowait(messages.error(call.client_id, messages.REQUEST_CANCELLED, reason))

@@ -12,6 +12,7 @@ Kind = Literal["request", "notification", "response", "invalid"]
 METHOD_NOT_FOUND: Final = -32601
 INVALID_REQUEST: Final = -32600
 CONNECTION_CLOSED: Final = -32000
+REQUEST_CANCELLED: Final = -32800  # LSP's code, as MCP's SDKs use it
 HANDSHAKE_ERA: Final = "2025-11-25"  # the revision the bridge initializes in unless asked another
 BRIDGE_INFO: Final = {"name": "dtma-stdio-bridge", "version": "1"}
 

@@ -279,3 +279,62 @@ async def test_after_a_restart_of_dtma_its_running_stdio_replica_is_attached_aga
     assert await tools_list(http, second.endpoint("tools", 1), session) == 200
     [after] = await containers_of(docker, owner_labels, "tools")
     assert after.id == before.id  # the same container, adopted and attached again
+
+
+async def test_a_cancelled_call_and_a_closed_sessions_call_are_answered_at_once(
+    started: Callable[[], Any],
+    mcp_image: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    service = await started()
+    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
+    await until_healthy(service, deployed)
+    url = service.endpoint("tools", 1)
+    _, session_id = await initialize(http, url)
+    assert session_id is not None
+    headers = {**AUTH, **ACCEPT, "Mcp-Session-Id": session_id}
+
+    async def slow_call(request_id: int) -> dict[str, Any]:
+        arguments = {"text": "slow", "seconds": 60}
+        body = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": "wait", "arguments": arguments},
+        }
+        async with http.post(url, json=body, headers=headers) as response:
+            answer: dict[str, Any] = await response.json()
+            return answer
+
+    [container] = await containers_of(docker, owner_labels, "tools")
+    cancelled = asyncio.create_task(slow_call(10))
+    closed = asyncio.create_task(slow_call(11))
+
+    async def both_working() -> bool:
+        return (await container_log(container.id))[1].count("called wait: slow") == 2
+
+    await wait_until(both_working, within=30)
+    cancel = {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": 10, "reason": "no longer needed"},
+    }
+    await wait_until(lambda: _posted(http, url, cancel, headers), within=10)
+    answer = await asyncio.wait_for(cancelled, 10)
+    assert not closed.done()
+    async with http.delete(url, headers=headers) as deleted:
+        assert deleted.status == 200
+    other = await asyncio.wait_for(closed, 10)
+
+    assert answer["id"] == 10 and answer["error"]["code"] == -32800
+    assert other["id"] == 11 and other["error"]["code"] == -32800
+    assert await tools_list(http, url, session_id) == 404
+
+
+async def _posted(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> bool:
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status == 202
