@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from service.api import routes
 from service.api.keys import bridges_key
@@ -34,6 +37,23 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return await streamable.delete(_bridge(request), request)
 
 
+class RpcError(BaseModel):
+    code: int
+    message: str
+    data: Any = None
+
+
+class RpcAnswer(BaseModel):
+    """A JSON-RPC response: the server's, under the client's id, or the bridge's error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jsonrpc: Literal["2.0"]
+    id: int | str | None
+    result: dict[str, Any] | None = None
+    error: RpcError | None = None
+
+
 PARAMS = (
     routes.id_param("the stdio MCP server's id", name="serverId"),
     Param("replica", "path", {"type": "integer", "minimum": 1}, "the replica", required=True),
@@ -44,7 +64,9 @@ PARAMS = (
         "the session `initialize` opened; 404 once it is lost (the replica stopped)",
     ),
 )
-LOST = Reply("no such session: closed, or lost with its replica's container")
+LOST = Reply("no such session: closed, or lost with its replica's container", RpcAnswer)
+NOT_RPC = Reply("not JSON-RPC, or no Mcp-Session-Id", RpcAnswer)
+EMPTY = "text/plain"  # an empty body
 ROUTES = (
     Route(
         "POST",
@@ -52,13 +74,16 @@ ROUTES = (
         post,
         "Send an MCP message to a stdio replica (Streamable HTTP, handshake era)",
         {
-            200: Reply("its JSON-RPC answer; an event stream for a request with a progressToken"),
-            202: Reply("a notification or response, accepted", media_type="text/plain"),
-            400: Reply("not JSON-RPC, or no Mcp-Session-Id"),
+            200: Reply(
+                "its JSON-RPC answer (an event stream for a request with a progressToken)",
+                RpcAnswer,
+            ),
+            202: Reply("a notification or a response: accepted (no body)", media_type=EMPTY),
+            400: NOT_RPC,
             404: LOST,
-            503: Reply("the replica is not running (Retry-After)"),
-            504: Reply("the server did not answer initialize in time"),
-            **routes.failures(401, 403),
+            503: Reply("the replica is not running (Retry-After)", RpcAnswer),
+            504: Reply("the server did not answer initialize in time", RpcAnswer),
+            **routes.failures(401, 403, 413),
         },
         params=PARAMS,
         tag="stdio",
@@ -71,8 +96,9 @@ ROUTES = (
         "A session's stream of the server's notifications (list changes, log messages)",
         {
             200: Reply("an event stream", media_type="text/event-stream"),
+            400: NOT_RPC,
             404: LOST,
-            409: Reply("the session has a stream open already"),
+            409: Reply("the session has a stream open already", RpcAnswer),
             **routes.failures(401, 403),
         },
         params=PARAMS,
@@ -83,9 +109,10 @@ ROUTES = (
         "DELETE",
         PATH,
         delete,
-        "Close a session (its calls still pending are cancelled)",
+        "Close a session (its calls still pending are answered with -32800)",
         {
-            200: Reply("closed", media_type="text/plain"),
+            200: Reply("closed (no body)", media_type=EMPTY),
+            400: NOT_RPC,
             404: LOST,
             **routes.failures(401, 403),
         },

@@ -63,7 +63,7 @@ async def post(bridge: StdioBridge | None, request: web.Request) -> web.StreamRe
             await bridge.notify(session_id, message)
     except SessionLostError:
         return _unknown_session()
-    return web.Response(status=202)  # a response: no server-to-client request is passed on
+    return web.Response(status=202, text="")  # a response: no server request is passed on
 
 
 async def _initialize(bridge: StdioBridge | None, message: Message) -> web.Response:
@@ -127,7 +127,7 @@ async def delete(bridge: StdioBridge | None, request: web.Request) -> web.Stream
         return _rpc_error(400, messages.INVALID_REQUEST, f"{SESSION_HEADER} is required")
     if bridge is None or not await bridge.close_session(session_id):
         return _unknown_session()
-    return web.Response(status=200)
+    return web.Response(status=200, text="")
 
 
 async def _event_stream(request: web.Request) -> web.StreamResponse:
