@@ -338,3 +338,19 @@ async def _posted(
 ) -> bool:
     async with http.post(url, json=body, headers=headers) as response:
         return response.status == 202
+
+
+async def test_a_server_to_client_request_is_refused_by_the_bridge(
+    started: Callable[[], Any], mcp_image: str
+) -> None:
+    service = await started()
+    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
+    await until_healthy(service, deployed)
+
+    client = await SdkClient.start(
+        service.endpoint("tools", 1), TOKEN, [("roots", {"text": "which roots?"})]
+    )
+    [answer] = await client.results()
+
+    assert answer["text"].startswith("refused:"), answer
+    assert "does not pass server-to-client requests on" in answer["text"]

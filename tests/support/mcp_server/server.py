@@ -10,10 +10,12 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
 #   MCP_TRANSPORT=stdio  speak MCP on standard input and output (the SDK's stdio transport)
-#                      instead of HTTP, with two more tools: `wait` (answer `text` after
-#                      `seconds`) and `count` (report progress 1..`to`, pausing `pause` s
-#                      after each, then answer `text`); each tool call says
-#                      "called <tool>: <text>" on standard error
+#                      instead of HTTP, with three more tools: `wait` (answer `text` after
+#                      `seconds`), `count` (report progress 1..`to`, pausing `pause` s
+#                      after each, then answer `text`) and `roots` (ask the client for its
+#                      roots, a server-to-client request, and answer "roots: <n>" or
+#                      "refused: <the error>"); each tool call says "called <tool>: <text>" on
+#                      standard error
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
 # test can read in `docker logs` that a client ended its session. At start it logs
 # "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
@@ -140,6 +142,16 @@ def serve_stdio() -> NoReturn:
             await ctx.report_progress(step, to)
             await anyio.sleep(pause)
         return text
+
+    @server.tool()
+    async def roots(text: str, ctx: Context) -> str:
+        """Ask the client for its roots."""
+        say(f"called roots: {text}")
+        try:
+            listed = await ctx.session.list_roots()
+        except Exception as exc:  # noqa: BLE001 - the answer says what happened
+            return f"refused: {exc}"
+        return f"roots: {len(listed.roots)}"
 
     server.run("stdio")
     sys.exit(0)
