@@ -28,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from eventstore import schema
 from eventstore.chain import ChainReport, ChainVerifier
 from eventstore.errors import StoreError
-from eventstore.records import GENESIS_HASH, format_time
+from eventstore.records import GENESIS_HASH
 from eventstore.signing import SignedCheckpoint, Signer, signature_problem, trusted_keys
 from eventstore.store import EventStore, _translated
+from eventstore.times import format_time
 
 PAGE = 5_000
 CHECKPOINTS = schema.signed_checkpoints

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore import schema
 from eventstore.errors import StoreUnavailableError
-from eventstore.records import format_time
+from eventstore.times import format_time
 
 IDENTITIES = schema.identities.c
 

@@ -59,9 +59,9 @@ from eventstore.errors import StoreUnavailableError
 from eventstore.keyfile import KeyFileError as KeyFileError  # "as": re-exported
 from eventstore.keyfile import KeyringError as KeyringError
 from eventstore.keyfile import MasterKey as MasterKey
-from eventstore.records import format_time
 from eventstore.signing import Signer
 from eventstore.store import _translated
+from eventstore.times import format_time
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from eventstore.errors import (
 )
 from eventstore.pending import Pending, settle, take_batch
 from eventstore.postgres import UNAVAILABLE
-from eventstore.records import GENESIS_HASH, StoredIdempotencyKey, format_time
+from eventstore.records import GENESIS_HASH, StoredIdempotencyKey
 from eventstore.streams import MAX_CACHED_STREAMS, StreamVersions
+from eventstore.times import format_time
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
@@ -37,11 +36,6 @@ def canonical_json(value: Any) -> str:
     if _C_ENCODER is None or isinstance(value, str):
         return _CANONICAL.encode(value)
     return "".join(_C_ENCODER(value, 0))
-
-
-def format_time(moment: datetime) -> str:
-    """UTC, microseconds, fixed width: sorts as text in the same order as in time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

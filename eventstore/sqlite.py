@@ -22,8 +22,9 @@ from typing import Any
 from eventstore.batch import AppendRequest, Outcome, key_from_row, plan_batch
 from eventstore.errors import EventRejectedError, StoreError, StoreUnavailableError
 from eventstore.pending import Pending, settle, take_batch
-from eventstore.records import GENESIS_HASH, RecordedEvent, format_time
+from eventstore.records import GENESIS_HASH, RecordedEvent
 from eventstore.streams import MAX_CACHED_STREAMS, StreamVersions
+from eventstore.times import format_time
 
 logger = logging.getLogger(__name__)
 

@@ -52,8 +52,8 @@ from eventstore.records import (
     RecordedEvent,
     StoredIdempotencyKey,
     canonical_json,
-    format_time,
 )
+from eventstore.times import format_time
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,12 @@ status, times and (until revoked) their ciphertext — never a plaintext value."
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from eventstore import times
 from projections import events
 from projections.folds import Projection, StreamVersioned, with_stream_versions
 
@@ -42,6 +44,9 @@ class Version(BaseModel):
 
     def env_secrets(self) -> tuple[events.SealedSecret, ...]:
         return tuple(s for s in self.secrets if s.mode == "env")
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and times.parse_time(self.expires_at) < now
 
 
 class ServerCredentials(BaseModel):

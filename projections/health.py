@@ -5,11 +5,12 @@ and recent container failures for the comprehensive report."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from eventstore import times
 from projections import events
 from projections.folds import Projection
 
@@ -48,7 +49,7 @@ BUILT_IN = BreakerConfig()
 
 KEPT_TRANSITIONS = 20
 KEPT_FAILURES = 10
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # eventstore.records.format_time
+TIME_FORMAT = times.TIME_FORMAT
 
 
 class ReplicaHealth(BaseModel):
@@ -251,12 +252,8 @@ def _forget_servers(state: HealthState, server_ids: set[str]) -> HealthState:
     )
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-
-
 def later(text: str, milliseconds: int) -> str:
-    return (parse_time(text) + timedelta(milliseconds=milliseconds)).strftime(TIME_FORMAT)
+    return times.format_time(times.parse_time(text) + timedelta(milliseconds=milliseconds))
 
 
 PROJECTION = Projection(name="health", fold_version=2, state_type=HealthState, apply=apply)

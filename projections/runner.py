@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 S = TypeVar("S", bound=BaseModel)
 CHECKPOINT = "projections"
 PAGE = 1_000
+CATCH_UP_S = 5.0  # how long a reader waits for the projections to fold what it needs
 STALLED_RETRY_S = 1.0  # how often a stopped runner looks for a skip of the event it stopped at
 
 
@@ -186,7 +187,7 @@ class ProjectionRunner:
         if self.failure is not None:
             raise ProjectionsBehindError(self.position, head or self.failure.position, self.failure)
 
-    async def current(self, within: float = 5.0) -> int:
+    async def current(self, within: float = CATCH_UP_S) -> int:
         """The log's head as it is now, once the projections have folded it; raise
         ProjectionsBehindError if they are stopped, or still behind after `within` seconds."""
         head, _ = await self._store.head()
@@ -216,7 +217,7 @@ class ProjectionRunner:
         self.folds = folds
         await self._save()
 
-    async def wait_for(self, position: int, within: float) -> bool:
+    async def wait_for(self, position: int, within: float = CATCH_UP_S) -> bool:
         """True once the projections have folded `position`; False after `within` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within

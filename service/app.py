@@ -6,7 +6,7 @@ Nothing is built at import time. Cleanup contexts start in dependency order and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from eventstore.keyring import load_ring
 from eventstore.store import EventStore, create_engine
 from projections import ALL, events
 from projections.runner import ProjectionRunner
-from service import instance, logs, metrics, status
+from service import instance, logs, loops, metrics, status
 from service.access import tokens
 from service.access.token_store import TokenTable
 from service.api import audit as audit_api
@@ -162,9 +162,8 @@ async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
     the first start, kept wrapped by the master key)."""
     signer = await app[ring_key].audit_signer()
     checkpointer = Checkpointer(app[store_key], signer, app[settings_key].checkpoint_every)
-    task = asyncio.create_task(
-        audit.CheckpointSigner(checkpointer, app[runner_key]).run(), name="dtma-checkpoint-signer"
-    )
+    signing = audit.CheckpointSigner(checkpointer, app[runner_key]).run
+    task = _supervised("checkpoint-signer", signing, app[metrics_key].loop_failed)
     try:
         yield
     finally:
@@ -195,7 +194,7 @@ def heartbeat_payload(runner: ProjectionRunner, api_url: str) -> dict[str, Any]:
         system_metrics.dtma_version(),
         system_metrics.read(),
         heartbeat.tool_statuses(legacy.every_tool(runner)),
-        [status.server_status(models, s) for s in sorted(models.desired.servers)],
+        [status.server_status(models, s).wire() for s in sorted(models.desired.servers)],
     )
 
 
@@ -218,10 +217,12 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
     )
+    failed = app[metrics_key].loop_failed
     monitor = HealthMonitor(
         app[store_key],
         app[runner_key],
         events.CATALOGUE,
+        failed=failed,
         api_url=app[api_url_key],
         bridge_token=app[bridge_probe_key],
     )
@@ -240,14 +241,14 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     app[reconciler_key] = reconciler
     app[monitor_key] = monitor
     app[bridges_key] = bridges
-    tasks = [
-        asyncio.create_task(bridges.run(), name="dtma-stdio-bridges"),
-        asyncio.create_task(reconciler.run(), name="dtma-reconciler"),
-        asyncio.create_task(listener.run(), name="dtma-docker-listener"),
-        asyncio.create_task(monitor.run(), name="dtma-health-monitor"),
-        asyncio.create_task(injector.run(), name="dtma-credential-injector"),
-        asyncio.create_task(refresher.run(), name="dtma-credential-refresher"),
-        asyncio.create_task(applier.run(), name="dtma-config-applier"),
+    loops_by_name: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("reconciler", reconciler.run),
+        ("docker-listener", listener.run),
+        ("health-monitor", monitor.run),
+        ("credential-injector", injector.run),
+        ("credential-refresher", refresher.run),
+        ("config-applier", applier.run),
+        ("stdio-bridges", bridges.run),
     ]
     if (client := app.get(backend_key)) is not None:
         runner = app[runner_key]
@@ -257,13 +258,25 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
             settings.heartbeat_interval_s,
         )
         monitor.listeners.append(beat.poke)  # a circuit that opens or closes is told at once
-        tasks.append(asyncio.create_task(beat.run(), name="dtma-heartbeat"))
+        loops_by_name.append(("heartbeat", beat.run))
+    tasks = [_supervised(name, loop, failed) for name, loop in loops_by_name]
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# Their exceptions may quote a fragment of a credential: only the type is logged.
+HOLDING_SECRETS = frozenset({"credential-injector", "credential-refresher"})
+
+
+def _supervised(
+    name: str, loop: Callable[[], Awaitable[None]], failed: Callable[[str], None]
+) -> asyncio.Task[None]:
+    supervised = loops.supervise(name, loop, failed, traceback=name not in HOLDING_SECRETS)
+    return asyncio.create_task(supervised, name=f"dtma-{name}")
 
 
 def tokens_context(configured: list[tokens.Token]) -> Any:

@@ -54,11 +54,6 @@ class ConflictError(ServiceError):
     code = "conflict"
 
 
-class PayloadTooLargeError(ServiceError):
-    status = 413
-    code = "payload_too_large"
-
-
 class ValidationFailedError(ServiceError):
     status = 422
     code = "validation_failed"

@@ -56,6 +56,12 @@ class Metrics:
             ["type", "result"],
             registry=self.registry,
         )
+        self.loop_failures = CounterMetric(
+            "dtma_loop_failures",
+            "Background loops that raised (a bug) and were restarted, by component",
+            ["component"],
+            registry=self.registry,
+        )
 
     def appended(self, count: int, seconds: float) -> None:
         self.events_appended.inc(count)
@@ -63,6 +69,9 @@ class Metrics:
 
     def probed(self, probe_type: str, passed: bool) -> None:
         self.probes.labels(probe_type, "pass" if passed else "fail").inc()
+
+    def loop_failed(self, component: str) -> None:
+        self.loop_failures.labels(component).inc()
 
     def watch(self, runner: ProjectionRunner) -> None:
         """Also report, at each scrape, what the read models hold."""

@@ -1,12 +1,13 @@
-"""MCPServerStatus and the group view, rendered from the read models. Pure."""
+"""MCPServerStatus and a group's status, from the read models. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from projections import containers, credentials, groups, health, specs
+from projections import containers, credentials, groups, health
 from projections.runner import ProjectionRunner
+from service.handling import answers
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_API_URL = f"http://{LOOPBACK}:30000"
@@ -62,7 +63,9 @@ class ReadModels:
         active = self.credentials.of(server_id).active()
         return active is None or active.in_place(instance.replica, instance.container_id)
 
-    def instance_health(self, server_id: str, instance: containers.Instance) -> str:
+    def instance_health(
+        self, server_id: str, instance: containers.Instance
+    ) -> answers.ReplicaVerdict:
         """ "healthy", "unhealthy" or "starting": the probes' verdict on a running replica
         (`none` trusts Docker); a replica that is not running is unhealthy."""
         if instance.state == "created":
@@ -74,7 +77,9 @@ class ReadModels:
         if self.desired.servers[server_id].spec.health_check.type == "none":
             return "healthy"
         verdict = self.health.replica_health(server_id, instance.replica, instance.container_id)
-        return verdict or "starting"
+        if verdict is None:
+            return "starting"
+        return "healthy" if verdict == "healthy" else "unhealthy"
 
     def healthy_replicas(self, server_id: str) -> int:
         return sum(
@@ -84,27 +89,25 @@ class ReadModels:
         )
 
 
-def server_status(models: ReadModels, server_id: str) -> dict[str, Any]:
+def server_status(models: ReadModels, server_id: str) -> answers.McpServerStatus:
     server = models.desired.servers[server_id]
     instances = models.observed.of(server_id)
     running = [i for i in instances if i.state == "running"]
     healthy = models.healthy_replicas(server_id)
     circuit = models.health.circuit(server_id).state
-    return {
-        "id": server_id,
-        "groupId": server.group_id,
-        "image": server.spec.image,
-        "desiredReplicas": server.replicas,
-        "runningReplicas": len(running),
-        "healthyReplicas": healthy,
-        "status": lifecycle(server.replicas, instances),
-        "health": "unhealthy"
-        if circuit == "open"
-        else overall(server.replicas, healthy, instances),
-        "circuitState": circuit,
-        "endpoints": [e for e in (models.endpoint(server, i) for i in running) if e],
-        "instances": [instance_json(i, models.instance_health(server_id, i)) for i in instances],
-    }
+    return answers.McpServerStatus(
+        id=server_id,
+        group_id=server.group_id,
+        image=server.spec.image,
+        desired_replicas=server.replicas,
+        running_replicas=len(running),
+        healthy_replicas=healthy,
+        status=lifecycle(server.replicas, instances),
+        health="unhealthy" if circuit == "open" else overall(server.replicas, healthy, instances),
+        circuit_state=circuit,
+        endpoints=[e for e in (models.endpoint(server, i) for i in running) if e],
+        instances=[instance_status(i, models.instance_health(server_id, i)) for i in instances],
+    )
 
 
 def endpoint(instance: containers.Instance, port: int, path: str) -> str | None:
@@ -116,7 +119,7 @@ def endpoint(instance: containers.Instance, port: int, path: str) -> str | None:
     return None
 
 
-def lifecycle(desired: int, instances: list[containers.Instance]) -> str:
+def lifecycle(desired: int, instances: list[containers.Instance]) -> answers.Lifecycle:
     running = sum(1 for i in instances if i.state == "running")
     if desired == 0:
         return "stopped" if running == 0 else "running"
@@ -129,7 +132,9 @@ def lifecycle(desired: int, instances: list[containers.Instance]) -> str:
     return "starting" if instances else "pending"
 
 
-def overall(desired: int, healthy: int, instances: list[containers.Instance]) -> str:
+def overall(
+    desired: int, healthy: int, instances: list[containers.Instance]
+) -> answers.ServerHealth:
     if desired == 0 or not instances:
         return "unknown"
     if healthy >= desired:
@@ -137,45 +142,31 @@ def overall(desired: int, healthy: int, instances: list[containers.Instance]) ->
     return "degraded" if healthy else "unhealthy"
 
 
-def instance_json(instance: containers.Instance, health: str) -> dict[str, Any]:
-    return {
-        "replica": instance.replica,
-        "containerId": instance.container_id,
-        "containerName": instance.container_name,
-        "state": instance.state,
-        "health": health,
-        "restartCount": instance.restart_count,
-        "startedAt": instance.started_at,
-        "exitCode": instance.exit_code,
-        "oomKilled": instance.oom_killed,
-        "reason": instance.reason,
-    }
-
-
-def group_view(models: ReadModels, group_id: str) -> dict[str, Any]:
-    group = models.desired.groups[group_id]
-    servers = [server_status(models, s) for s in group.servers]
-    states = {s["status"] for s in servers}
-    status = (
-        "empty"
-        if not servers
-        else "running"
-        if states == {"running"}
-        else (
-            "failed" if "failed" in states else "degraded" if "degraded" in states else "starting"
-        )
+def instance_status(
+    instance: containers.Instance, health: answers.ReplicaVerdict
+) -> answers.InstanceStatus:
+    return answers.InstanceStatus(
+        replica=instance.replica,
+        container_id=instance.container_id,
+        container_name=instance.container_name,
+        state=instance.state,
+        health=health,
+        restart_count=instance.restart_count,
+        started_at=instance.started_at,
+        exit_code=instance.exit_code,
+        oom_killed=instance.oom_killed,
+        reason=instance.reason,
     )
-    return {
-        "id": group.id,
-        "name": group.name,
-        "network": {"name": models.observed.networks.get(group.id), "internal": group.internal},
-        "resourceLimits": limits_json(group.limits),
-        "status": status,
-        "mcpServers": servers,
-    }
 
 
-def limits_json(limits: specs.Limits | None) -> dict[str, Any] | None:
-    if limits is None:
-        return None
-    return {"memoryMb": limits.memory_mb, "cpus": limits.cpus, "pids": limits.pids}
+GroupStatus = Literal["empty", "starting", "running", "degraded", "failed"]
+
+
+def group_status(servers: list[answers.McpServerStatus]) -> GroupStatus:
+    """Running when every server runs; else the worst of failed, degraded and starting."""
+    states = {s.status for s in servers}
+    if not servers:
+        return "empty"
+    if states == {"running"}:
+        return "running"
+    return "failed" if "failed" in states else "degraded" if "degraded" in states else "starting"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventstore import schema
-from eventstore.records import format_time
+from eventstore.times import format_time
 from service.access.tokens import Token
 
 logger = logging.getLogger(__name__)

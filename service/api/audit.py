@@ -7,10 +7,10 @@ from aiohttp import web
 
 from eventstore import audit, signing
 from service import errors
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import ring_key, store_key
 from service.api.routes import Param, Route
-from service.audit.checkpoints import public_key_json, report_json
+from service.audit import checkpoints
 
 
 async def verify(request: web.Request) -> web.Response:
@@ -18,10 +18,10 @@ async def verify(request: web.Request) -> web.Response:
     trusted = signing.trusted_keys([signer.verify_key])
     heads = known_heads(request.query.getall("against", []))
     report = await audit.audit(request.app[store_key], trusted, heads)
-    body = report_json(report, trusted, "service")
-    if body["firstBadPosition"] is None:  # the contract: present only when there is one
-        del body["firstBadPosition"]
-    return web.json_response(body)
+    found = checkpoints.chain_report(report, trusted, "service")
+    # the contract: present only when there is one (the CLI prints it as null)
+    unset = {"first_bad_position"} if found.first_bad_position is None else set()
+    return wire.answer(found, exclude=unset)
 
 
 def known_heads(texts: list[str]) -> list[audit.KnownHead]:
@@ -37,7 +37,7 @@ def known_heads(texts: list[str]) -> list[audit.KnownHead]:
 
 async def public_key(request: web.Request) -> web.Response:
     signer = await request.app[ring_key].audit_signer()
-    return web.json_response(public_key_json(signer.verify_key))
+    return wire.answer(checkpoints.audit_public_key(signer.verify_key))
 
 
 ROUTES = (

@@ -11,12 +11,12 @@ from pydantic import Field
 from projections import config as read_model
 from projections import groups
 from service import errors
-from service.api import routes, schemas, wire
+from service.api import routes, wire
 from service.api.keys import context_key, runner_key, settings_key
 from service.api.routes import Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.config import handlers as configuration
-from service.handling import commands
+from service.handling import answers, commands
 
 CREATED = 201
 ACCEPTED = 202
@@ -26,7 +26,7 @@ async def define_template(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.DefineTemplate)
     meta = command_meta(request, body)
     answer = await configuration.define_template(request.app[context_key], command, meta)
-    return web.json_response(answer, status=CREATED)
+    return wire.answer_as(TemplateDefined, answer, status=CREATED)
 
 
 async def get_template(request: web.Request) -> web.Response:
@@ -36,7 +36,7 @@ async def get_template(request: web.Request) -> web.Response:
     template = runner.state(read_model.PROJECTION).templates.get(template_id)
     if template is None:
         raise errors.NotFoundError(f"no config template {template_id!r}")
-    return web.json_response(configuration.template_json(template))
+    return wire.answer(template_read(template))
 
 
 async def configure(request: web.Request) -> web.Response:
@@ -46,7 +46,7 @@ async def configure(request: web.Request) -> web.Response:
     answer = await configuration.configure_server(
         request.app[context_key], server_id, command, environment, command_meta(request, body)
     )
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(ConfigAccepted, answer, status=ACCEPTED)
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -55,7 +55,7 @@ async def rollback(request: web.Request) -> web.Response:
     answer = await configuration.rollback_config(
         request.app[context_key], server_id, command, command_meta(request, body)
     )
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(ConfigAccepted, answer, status=ACCEPTED)
 
 
 async def server_config(request: web.Request) -> web.Response:
@@ -65,19 +65,18 @@ async def server_config(request: web.Request) -> web.Response:
     if server_id not in runner.state(groups.PROJECTION).servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     server = runner.state(read_model.PROJECTION).of(server_id)
-    answer = configuration.server_config_json(server_id, server)
-    return web.json_response({**answer, "position": runner.position})
+    return wire.answer(server_config_read(server_id, server, runner.position))
 
 
 # -- the answers' shapes, for the OpenAPI document --------------------------------------------
 
 
-class TemplateDefined(schemas.Answer):
+class TemplateDefined(answers.Answer):
     id: str
     position: int = Field(description="where the template was defined (also for a repeat)")
 
 
-class TemplateRead(schemas.Answer):
+class TemplateRead(answers.Answer):
     id: str
     json_schema: dict[str, Any] = Field(alias="schema")
     defaults: dict[str, Any]
@@ -86,12 +85,12 @@ class TemplateRead(schemas.Answer):
     defined_at: str
 
 
-class ConfigAccepted(schemas.Answer):
+class ConfigAccepted(answers.Answer):
     version: int
     position: int
 
 
-class ConfigHistoryEntry(schemas.Answer):
+class ConfigHistoryEntry(answers.Answer):
     version: int
     position: int
     at: str
@@ -99,14 +98,14 @@ class ConfigHistoryEntry(schemas.Answer):
     rolled_back_from: int | None
 
 
-class ConfigHeld(schemas.Answer):
+class ConfigHeld(answers.Answer):
     replica: int
     container_id: str
     version: int
     at: str
 
 
-class ServerConfigRead(schemas.Answer):
+class ServerConfigRead(answers.Answer):
     mcp_server_id: str
     version: int = Field(description="0 while never configured")
     config: dict[str, Any]
@@ -117,6 +116,48 @@ class ServerConfigRead(schemas.Answer):
     applied: list[ConfigHeld] = Field(description="the version each replica's container holds")
     last_error: str | None
     position: int
+
+
+def template_read(template: read_model.Template) -> TemplateRead:
+    return TemplateRead(
+        id=template.id,
+        json_schema=template.json_schema,
+        defaults=template.defaults,
+        environments=template.environments,
+        position=template.position,
+        defined_at=template.defined_at,
+    )
+
+
+def server_config_read(
+    server_id: str, server: read_model.ServerConfig, position: int
+) -> ServerConfigRead:
+    """Version 0 and {} for a server never configured."""
+    active = server.active()
+    return ServerConfigRead(
+        mcp_server_id=server_id,
+        version=server.current,
+        config=active.config if active else {},
+        template_id=active.template_id if active else None,
+        environment=active.environment if active else None,
+        rolled_back_from=active.rolled_back_from if active else None,
+        history=[
+            ConfigHistoryEntry(
+                version=v.version,
+                position=v.position,
+                at=v.at,
+                template_id=v.template_id,
+                rolled_back_from=v.rolled_back_from,
+            )
+            for _, v in sorted(server.versions.items())
+        ],
+        applied=[
+            ConfigHeld(replica=a.replica, container_id=cid, version=a.version, at=a.at)
+            for cid, a in sorted(server.applied.items(), key=lambda item: item[1].replica)
+        ],
+        last_error=server.last_error,
+        position=position,
+    )
 
 
 TEMPLATE_ID = routes.id_param("the config template's id")

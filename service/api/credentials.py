@@ -17,6 +17,7 @@ from service.api.keys import backend_key, context_key, ring_key, runner_key, set
 from service.api.routes import Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.credentials import handlers as credentials
+from service.credentials import values
 from service.handling import commands, handlers
 
 ACCEPTED = 202
@@ -28,7 +29,7 @@ async def inject(request: web.Request) -> web.Response:
     ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.inject(request.app[context_key], ring, command, meta, backend)
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.CredentialsAccepted, answer, status=ACCEPTED)
 
 
 async def rotate(request: web.Request) -> web.Response:
@@ -37,7 +38,7 @@ async def rotate(request: web.Request) -> web.Response:
     ring, meta = request.app[ring_key], await keyed_meta(request, body)
     backend = request.app.get(backend_key)
     answer = await credentials.rotate(request.app[context_key], ring, command, meta, backend)
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.CredentialsAccepted, answer, status=ACCEPTED)
 
 
 def refuse_unreachable(request: web.Request, spec: commands.CredentialsSpec | None) -> None:
@@ -67,7 +68,7 @@ async def revoke(request: web.Request) -> web.Response:
     answer = await credentials.revoke(
         request.app[context_key], ring, command, command_meta(request, b"")
     )
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.CredentialsRevoked, answer, status=ACCEPTED)
 
 
 async def status(request: web.Request) -> web.Response:
@@ -75,13 +76,55 @@ async def status(request: web.Request) -> web.Response:
     await wait_min_position(request, runner)
     state = runner.state(read_model.PROJECTION)
     observed = runner.state(containers.PROJECTION)
-    return web.json_response(credentials.status_json(state, observed, datetime.now(UTC)))
+    return wire.answer(statuses(state, observed, datetime.now(UTC)))
+
+
+def statuses(
+    state: read_model.CredentialsState, observed: containers.ContainersState, now: datetime
+) -> schemas.CredentialStatuses:
+    """Every server's current version: names, never values."""
+    found = []
+    for server_id, server in sorted(state.servers.items()):
+        version = server.versions.get(server.current) if server.current is not None else None
+        if version is not None:
+            shown = credentials.shown_status(version, observed.of(server_id), now)
+            found.append(credential_status(server_id, version, shown))
+    return schemas.CredentialStatuses(found)
+
+
+def credential_status(
+    server_id: str, version: read_model.Version, shown: credentials.Shown
+) -> schemas.CredentialStatus:
+    tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
+    return schemas.CredentialStatus(
+        mcp_server_id=server_id,
+        agent_id=version.agent_id,
+        version=version.version,
+        names=list(version.names),
+        modes=version.modes,
+        status=shown,
+        injected_at=version.injected_at,
+        expires_at=version.expires_at,
+        applied_to=sorted(version.applied),
+        last_error=version.last_error,
+        source=version.source,
+        oauth_providers=[
+            schemas.OAuthProviderStatus(
+                provider=g.provider,
+                token_expires_at=tokens.get(values.access_token_name(g.provider)),
+                last_error=version.oauth_errors.get(g.provider),
+            )
+            for g in version.oauth
+        ],
+    )
 
 
 async def public_key(request: web.Request) -> web.Response:
     private = await request.app[ring_key].box_keypair()
     encoded = base64.b64encode(bytes(private.public_key)).decode()
-    return web.json_response({"publicKey": encoded, "algorithm": "X25519 SealedBox (libsodium)"})
+    return wire.answer(
+        schemas.PublicKey(public_key=encoded, algorithm="X25519 SealedBox (libsodium)")
+    )
 
 
 COMMAND_ERRORS = routes.failures(400, 401, 404, 409, 413, 422, 503)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from eventstore.records import RecordedEvent
 from service import errors
-from service.api import routes, schemas
+from service.api import routes, schemas, wire
 from service.api.keys import store_key, streams_key
 from service.api.middlewares import actor_key
 from service.api.routes import Param, Reply, Route
@@ -23,18 +23,23 @@ MAX_PAGE = 1_000
 KEEPALIVE_S = 15.0
 
 
+def event_record(event: RecordedEvent) -> schemas.EventRecord:
+    return schemas.EventRecord(
+        position=event.position,
+        stream_id=event.stream_id,
+        version=event.version,
+        type=event.type,
+        schema_version=event.schema_version,
+        data=event.data,
+        metadata=event.metadata,
+        recorded_at=event.recorded_at,
+        hash=event.hash,
+    )
+
+
 def event_json(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "streamId": event.stream_id,
-        "version": event.version,
-        "type": event.type,
-        "schemaVersion": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recordedAt": event.recorded_at,
-        "hash": event.hash,
-    }
+    """An event as `GET /events`, the SSE stream and `dtma events` show it."""
+    return event_record(event).wire()
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -42,7 +47,7 @@ async def list_events(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, low=1, high=MAX_PAGE)
     page = await request.app[store_key].read_all(after, limit, request.query.get("stream"))
     next_after = page[-1].position if page else after
-    return web.json_response({"events": [event_json(e) for e in page], "next": next_after})
+    return wire.answer(schemas.EventPage(events=[event_record(e) for e in page], next=next_after))
 
 
 def resume_position(request: web.Request) -> int:
@@ -109,7 +114,13 @@ async def _follow(
 
 
 def sse_frame(event: RecordedEvent) -> bytes:
-    data = json.dumps(event_json(event), separators=(",", ":"))
+    return sse_message(event, event_json(event))
+
+
+def sse_message(event: RecordedEvent, body: Mapping[str, Any]) -> bytes:
+    """One SSE message for `event`: its position as the id (what Last-Event-ID resumes from),
+    its type as the event name and `body` as compact JSON."""
+    data = json.dumps(body, separators=(",", ":"))
     return f"id: {event.position}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 

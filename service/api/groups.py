@@ -16,7 +16,7 @@ from service.handling import commands, handlers
 async def create(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.CreateGroup)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
-    return web.json_response(answer, status=201)
+    return wire.answer_as(schemas.GroupCreated, answer, status=201)
 
 
 async def read(request: web.Request) -> web.Response:
@@ -26,20 +26,38 @@ async def read(request: web.Request) -> web.Response:
     models = status.ReadModels.of(runner, request.app[api_url_key])
     if group_id not in models.desired.groups:
         raise errors.NotFoundError(f"no container group {group_id!r}")
-    view = status.group_view(models, group_id)
-    return web.json_response({**view, "position": runner.position})
+    return wire.answer(group_read(models, group_id, runner.position))
+
+
+def group_read(models: status.ReadModels, group_id: str, position: int) -> schemas.GroupRead:
+    group = models.desired.groups[group_id]
+    servers = [status.server_status(models, s) for s in group.servers]
+    limits = group.limits
+    return schemas.GroupRead(
+        id=group.id,
+        name=group.name,
+        network=schemas.NetworkView(
+            name=models.observed.networks.get(group.id), internal=group.internal
+        ),
+        resource_limits=None
+        if limits is None
+        else schemas.LimitsView(memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids),
+        status=status.group_status(servers),
+        mcp_servers=servers,
+        position=position,
+    )
 
 
 async def restart(request: web.Request) -> web.Response:
     command = commands.RestartGroup(group_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.Accepted, answer, status=ACCEPTED)
 
 
 async def remove(request: web.Request) -> web.Response:
     command = commands.RemoveGroup(group_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.Accepted, answer, status=ACCEPTED)
 
 
 GROUP_ID = routes.id_param("the container group's id")

@@ -3,19 +3,24 @@ stream of health and circuit transitions."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from eventstore import times
 from eventstore.records import RecordedEvent
-from service import errors
-from service.api import routes, schemas
-from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse
+from projections import health
+from service import errors, status
+from service import instance as instances
+from service.api import routes, schemas, wire
+from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse, sse_message
 from service.api.keys import api_url_key, context_key, monitor_key, reconciler_key, runner_key
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
+from service.docker import objects
 from service.handling import commands, handlers
+from service.health import breaker
 from service.health import report as health_report
 from service.health.monitor import breaker_config
 from service.status import ReadModels
@@ -26,7 +31,7 @@ STREAMED = ("ReplicaHealthChanged", "CircuitTransitioned")
 async def configure_breaker(request: web.Request) -> web.Response:
     command, body = await read_command(request, commands.ConfigureBreaker)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
-    return web.json_response(answer)
+    return wire.answer_as(schemas.BreakerConfigured, answer)
 
 
 async def server_health(request: web.Request) -> web.Response:
@@ -38,18 +43,115 @@ async def server_health(request: web.Request) -> web.Response:
     if not known:
         raise errors.NotFoundError(f"no MCP server {server_id!r} is known")
     live = request.app[monitor_key].live(server_id)
-    answer = health_report.server_health(models, server_id, live, breaker_config(models, server_id))
-    return web.json_response({**answer, "position": runner.position})
+    config = breaker_config(models, server_id)
+    return wire.answer(server_health_report(models, server_id, live, config, runner.position))
 
 
 async def comprehensive(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    report = health_report.comprehensive(
-        ReadModels.of(runner, request.app[api_url_key]), datetime.now(UTC)
+    models = ReadModels.of(runner, request.app[api_url_key])
+    foreign = request.app[reconciler_key].foreign
+    report = comprehensive_report(models, datetime.now(UTC), foreign, runner.position)
+    return wire.answer(report)
+
+
+def server_health_report(
+    models: ReadModels,
+    server_id: str,
+    live: breaker.Breaker,
+    config: health.BreakerConfig,
+    position: int,
+) -> schemas.ServerHealthReport:
+    """The circuit as the log has it, the counters as they are now."""
+    view = models.health.circuit(server_id)
+    deployed = server_id in models.desired.servers
+    server = status.server_status(models, server_id) if deployed else None
+    return schemas.ServerHealthReport(
+        mcp_server_id=server_id,
+        health=server.health if server else "unknown",
+        circuit_state=view.state,
+        consecutive_failures=live.consecutive_failures,
+        consecutive_successes=live.consecutive_successes,
+        last_check_at=_time(live.last_check_at),
+        last_error=live.last_error,
+        opened_at=view.opened_at,
+        next_attempt_at=view.next_attempt_at,
+        replicas=[replica_health(models, server_id, i) for i in server.instances] if server else [],
+        transitions=[
+            schemas.Transition(
+                from_=t.from_state, to=t.to_state, cause=t.cause, position=t.position, at=t.at
+            )
+            for t in reversed(view.transitions)
+        ],
+        config=handlers.breaker_config_answer(server_id, config),
+        position=position,
     )
-    foreign = health_report.foreign(request.app[reconciler_key].foreign)
-    return web.json_response({**report, "foreignContainers": foreign, "position": runner.position})
+
+
+def replica_health(
+    models: ReadModels, server_id: str, instance: schemas.InstanceStatus
+) -> schemas.ReplicaHealth:
+    current = health_report.current_verdict(
+        models, server_id, instance.replica, instance.container_id
+    )
+    return schemas.ReplicaHealth(
+        replica=instance.replica,
+        container_id=instance.container_id,
+        state=instance.state,
+        health=instance.health,
+        since=current.since if current else None,
+        last_probe_error=current.reason if current and current.health == "unhealthy" else None,
+        exit_code=instance.exit_code,
+        oom_killed=instance.oom_killed,
+    )
+
+
+def comprehensive_report(
+    models: ReadModels, now: datetime, foreign: Sequence[objects.ContainerInfo], position: int
+) -> schemas.ComprehensiveReport:
+    servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
+    since = now - health_report.FAILURE_WINDOW
+    return schemas.ComprehensiveReport(
+        overall_status=health_report.overall_status(servers),
+        mcp_server_states=servers,
+        failed_containers=[
+            schemas.FailedContainer(
+                container_id=f.container_id,
+                mcp_server_id=server_id,
+                replica=f.replica,
+                exit_code=f.exit_code,
+                oom_killed=f.oom_killed,
+                failed_at=f.at,
+                reason=f.reason,
+            )
+            for server_id, f in health_report.recent_failures(models, since)
+        ],
+        recommended_actions=[
+            schemas.RecommendedAction.model_validate(action)
+            for server_id in sorted(models.desired.servers)
+            for action in health_report.recommended_actions(models, server_id, since, now)
+        ],
+        foreign_containers=[foreign_container(c) for c in foreign],
+        position=position,
+    )
+
+
+def foreign_container(found: objects.ContainerInfo) -> schemas.ForeignContainer:
+    """A managed container another DTMA instance made, as the reconciler's last pass found it."""
+    return schemas.ForeignContainer(
+        container_id=found.id,
+        name=found.name.lstrip("/"),
+        instance=found.labels.get(instances.LABEL),
+        group=found.labels.get("dtma.group"),
+        mcp_server_id=found.labels.get("dtma.server"),
+    )
+
+
+def _time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return times.format_epoch(epoch)
 
 
 def health_frame(event: RecordedEvent) -> bytes | None:
@@ -72,8 +174,7 @@ def health_frame(event: RecordedEvent) -> bytes | None:
         }
     else:
         body |= {"from": data["from_state"], "to": data["to_state"], "cause": data["cause"]}
-    payload = json.dumps(body, separators=(",", ":"))
-    return f"id: {event.position}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+    return sse_message(event, body)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

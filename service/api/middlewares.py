@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from eventstore import errors as store_errors
 from projections import runner
 from service import errors
 from service.access import token_store, tokens
+from service.api import schemas
+from service.api.legacy import schemas as tool_schemas
+from service.handling import answers
 
 logger = logging.getLogger(__name__)
 
@@ -87,21 +90,45 @@ def _from_behind(exc: runner.ProjectionsBehindError) -> errors.ServiceError:
     return errors.UnavailableError(
         "the read models are stopped before an event they cannot read; see GET /healthz",
         code="projections_stopped",
-        details=[projections_json(exc.position, exc.head, exc.failure)],
+        details=[projections_stopped(exc.position, exc.head, exc.failure).wire()],
     )
 
 
-def projections_json(position: int, head: int, failure: runner.FoldFailure) -> dict[str, Any]:
+def projections_stopped(
+    position: int, head: int, failure: runner.FoldFailure
+) -> schemas.ProjectionsStopped:
     """The projections' state as /healthz and 503 answers show it while they are stopped."""
-    return {
-        "position": position,
-        "head": head,
-        "error": {
-            "position": failure.position,
-            "type": failure.event_type,
-            "message": failure.error,
-        },
-    }
+    return schemas.ProjectionsStopped(
+        position=position,
+        head=head,
+        error=schemas.FoldFailure(
+            position=failure.position, type=failure.event_type, message=failure.error
+        ),
+    )
+
+
+def _from_validation(exc: ValidationError) -> errors.ServiceError:
+    """A request that does not fit its model is the caller's 422; an answer that does not fit
+    its model is our bug: a 500, and the model named in the log (never the values)."""
+    if exc.title in answer_models():
+        logger.error("an answer does not fit its model %s", exc.title)
+        return errors.ServiceError("internal error")
+    return validation_error(exc)
+
+
+def answer_models() -> set[str]:
+    """The names of every answer model (the titles pydantic gives their errors)."""
+    found: set[str] = set()
+    pending: list[type[BaseModel]] = [
+        answers.Answer,
+        tool_schemas.LegacyAnswer,
+        schemas.CredentialStatuses,
+    ]
+    while pending:
+        model = pending.pop()
+        found.add(model.__name__)
+        pending.extend(model.__subclasses__())
+    return found
 
 
 def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.ServiceError:
@@ -112,7 +139,7 @@ def _from_unavailable(_exc: store_errors.StoreUnavailableError) -> errors.Servic
 TRANSLATIONS: dict[type[BaseException], Callable[[Any], errors.ServiceError]] = {
     errors.ServiceError: lambda exc: exc,
     web.HTTPException: _from_http,
-    ValidationError: validation_error,
+    ValidationError: _from_validation,
     store_errors.VersionConflictError: _from_conflict,
     store_errors.IdempotencyConflictError: _from_idempotency,
     store_errors.StoreUnavailableError: _from_unavailable,
@@ -129,8 +156,10 @@ def translate(exc: BaseException) -> errors.ServiceError | None:
 
 
 def error_response(error: errors.ServiceError) -> web.Response:
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
-    return web.json_response(body, status=error.status)
+    body = schemas.ErrorAnswer(
+        error=schemas.ErrorBody(code=error.code, message=error.message, details=error.details)
+    )
+    return web.json_response(body.wire(), status=error.status)
 
 
 @web.middleware

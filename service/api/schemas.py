@@ -1,39 +1,41 @@
-"""The answers' shapes, as pydantic models: the OpenAPI document's response schemas.
-
-The routes build their answers as dicts; these models describe them (camelCase on the wire,
-no field beyond these), and the schemathesis test holds the answers to them.
-"""
+"""The answers' shapes, as pydantic models: the OpenAPI document's response schemas and what
+the routes build every answer from (`wire.answer`), camelCase on the wire, no field beyond these.
+Those that code below the API must build too live in service/handling/answers.py."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
-from pydantic.alias_generators import to_camel
+from pydantic import Field, RootModel
 
-Circuit = Literal["closed", "open", "half_open"]
-ServerHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
-Lifecycle = Literal["pending", "starting", "running", "degraded", "failed", "stopped"]
-ContainerState = Literal["created", "running", "exited", "failed"]
+from service.handling import answers
+
+# Listed here too, so that every answer's shape is named in one module.
+Circuit = answers.Circuit
+ServerHealth = answers.ServerHealth
+ContainerState = answers.ContainerState
+InstanceStatus = answers.InstanceStatus
+McpServerStatus = answers.McpServerStatus
+BreakerConfig = answers.BreakerConfig
+CheckpointsVerdict = answers.CheckpointsVerdict
+KnownHeadVerdict = answers.KnownHeadVerdict
+ChainReport = answers.ChainReport
+AuditPublicKey = answers.AuditPublicKey
 
 
-class Answer(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", validate_by_name=True)
-
-
-class ErrorBody(Answer):
+class ErrorBody(answers.Answer):
     code: str = Field(description="stable, snake_case")
     message: str = Field(description="for a person; never a secret or a stack trace")
     details: list[dict[str, Any]] = Field(description="for 422, one entry per bad field")
 
 
-class ErrorAnswer(Answer):
+class ErrorAnswer(answers.Answer):
     """Every refusal of a route outside the legacy ones."""
 
     error: ErrorBody
 
 
-class Accepted(Answer):
+class Accepted(answers.Answer):
     """A command's answer: the global position of the last event it appended."""
 
     position: int
@@ -42,49 +44,22 @@ class Accepted(Answer):
 # -- MCP servers and groups ------------------------------------------------------------------
 
 
-class InstanceStatus(Answer):
-    replica: int
-    container_id: str | None
-    container_name: str | None
-    state: ContainerState
-    health: Literal["healthy", "unhealthy", "starting"]
-    restart_count: int
-    started_at: str | None
-    exit_code: int | None
-    oom_killed: bool
-    reason: str | None
-
-
-class McpServerStatus(Answer):
-    id: str
-    group_id: str
-    image: str
-    desired_replicas: int
-    running_replicas: int
-    healthy_replicas: int
-    status: Lifecycle
-    health: ServerHealth
-    circuit_state: Circuit
-    endpoints: list[str]
-    instances: list[InstanceStatus]
-
-
-class McpServerRead(McpServerStatus):
+class McpServerRead(answers.McpServerStatus):
     position: int
 
 
-class McpServerList(Answer):
+class McpServerList(answers.Answer):
     position: int
     mcp_servers: list[McpServerStatus]
 
 
-class DeployAccepted(Answer):
+class DeployAccepted(answers.Answer):
     group_id: str
     mcp_servers: list[str] = Field(description="the ids of the servers deployed")
     position: int
 
 
-class DeploySettled(Answer):
+class DeploySettled(answers.Answer):
     """`?wait=true`: every server's status once all its replicas run and pass their probes."""
 
     group_id: str
@@ -92,30 +67,30 @@ class DeploySettled(Answer):
     position: int
 
 
-class ScaleSettled(Answer):
+class ScaleSettled(answers.Answer):
     position: int
     mcp_server: McpServerStatus
 
 
-class GroupCreated(Answer):
+class GroupCreated(answers.Answer):
     id: str
     name: str
     internal: bool
     position: int
 
 
-class NetworkView(Answer):
+class NetworkView(answers.Answer):
     name: str | None
     internal: bool
 
 
-class LimitsView(Answer):
+class LimitsView(answers.Answer):
     memory_mb: int | None
     cpus: float | None
     pids: int | None
 
 
-class GroupRead(Answer):
+class GroupRead(answers.Answer):
     id: str
     name: str
     network: NetworkView
@@ -128,45 +103,37 @@ class GroupRead(Answer):
 # -- health ------------------------------------------------------------------------------------
 
 
-class Liveness(Answer):
+class Liveness(answers.Answer):
     status: Literal["ok"]
     position: int
     instance: str = Field(description="this DTMA's id, kept in its log; on all it makes in Docker")
 
 
-class FoldFailure(Answer):
+class FoldFailure(answers.Answer):
     position: int = Field(description="the event the projections cannot fold")
     type: str
     message: str = Field(description="why: never the event's data")
 
 
-class ProjectionsStopped(Answer):
+class ProjectionsStopped(answers.Answer):
     position: int = Field(description="the last position the projections folded")
     head: int = Field(description="the log's head")
     error: FoldFailure
 
 
-class Degraded(Answer):
+class Degraded(answers.Answer):
     status: Literal["degraded"]
     position: int
     instance: str
     projections: ProjectionsStopped
 
 
-class BreakerConfig(Answer):
-    mcp_server_id: str | None = Field(description="null: the default for every server")
-    failure_threshold: int
-    recovery_threshold: int
-    open_timeout: int = Field(description="milliseconds")
-    circuit_breaker_enabled: bool
-
-
-class BreakerConfigured(Answer):
+class BreakerConfigured(answers.Answer):
     config: BreakerConfig
     position: int
 
 
-class ReplicaHealth(Answer):
+class ReplicaHealth(answers.Answer):
     replica: int
     container_id: str | None
     state: ContainerState
@@ -177,7 +144,7 @@ class ReplicaHealth(Answer):
     oom_killed: bool
 
 
-class Transition(Answer):
+class Transition(answers.Answer):
     from_: Circuit = Field(alias="from")
     to: Circuit
     cause: str
@@ -185,7 +152,7 @@ class Transition(Answer):
     at: str
 
 
-class ServerHealthReport(Answer):
+class ServerHealthReport(answers.Answer):
     mcp_server_id: str
     health: ServerHealth
     circuit_state: Circuit
@@ -201,7 +168,7 @@ class ServerHealthReport(Answer):
     position: int
 
 
-class FailedContainer(Answer):
+class FailedContainer(answers.Answer):
     container_id: str | None
     mcp_server_id: str
     replica: int
@@ -211,13 +178,13 @@ class FailedContainer(Answer):
     reason: str | None
 
 
-class RecommendedAction(Answer):
+class RecommendedAction(answers.Answer):
     mcp_server_id: str
     action: str
     reason: str
 
 
-class ForeignContainer(Answer):
+class ForeignContainer(answers.Answer):
     container_id: str
     name: str
     instance: str | None = Field(description="the instance that made it; null: no label")
@@ -225,7 +192,7 @@ class ForeignContainer(Answer):
     mcp_server_id: str | None
 
 
-class ComprehensiveReport(Answer):
+class ComprehensiveReport(answers.Answer):
     overall_status: Literal["healthy", "degraded", "unhealthy"]
     mcp_server_states: list[McpServerStatus]
     failed_containers: list[FailedContainer]
@@ -240,24 +207,24 @@ class ComprehensiveReport(Answer):
 # -- credentials -------------------------------------------------------------------------------
 
 
-class CredentialsAccepted(Answer):
+class CredentialsAccepted(answers.Answer):
     mcp_server_id: str
     version: int
     position: int
 
 
-class CredentialsRevoked(Answer):
+class CredentialsRevoked(answers.Answer):
     versions: list[int]
     position: int
 
 
-class OAuthProviderStatus(Answer):
+class OAuthProviderStatus(answers.Answer):
     provider: str
     token_expires_at: str | None
     last_error: str | None
 
 
-class CredentialStatus(Answer):
+class CredentialStatus(answers.Answer):
     """Names, never values."""
 
     mcp_server_id: str
@@ -278,7 +245,7 @@ class CredentialStatuses(RootModel[list[CredentialStatus]]):
     pass
 
 
-class PublicKey(Answer):
+class PublicKey(answers.Answer):
     public_key: str = Field(description="X25519, base64")
     algorithm: str
 
@@ -286,7 +253,7 @@ class PublicKey(Answer):
 # -- the event log -----------------------------------------------------------------------------
 
 
-class EventRecord(Answer):
+class EventRecord(answers.Answer):
     position: int
     stream_id: str
     version: int
@@ -298,44 +265,9 @@ class EventRecord(Answer):
     hash: str
 
 
-class EventPage(Answer):
+class EventPage(answers.Answer):
     events: list[EventRecord]
     next: int = Field(description="pass as `after` for the following page")
-
-
-class CheckpointsVerdict(Answer):
-    checked: int = Field(description="signed checkpoints found")
-    last_verified_position: int = Field(
-        description="the highest checkpoint below every failure: the log up to it is as signed"
-    )
-    key_ids: list[str] = Field(description="the keys the signatures were checked under")
-    keys_from: Literal["service", "argument", "checkpoints"]
-    first_bad_checkpoint: int | None = Field(None, description="present only when one fails")
-    problem: str | None = Field(None, description="why it fails")
-
-
-class KnownHeadVerdict(Answer):
-    position: int
-    head_hash: str
-    ok: bool
-    problem: str | None = None
-
-
-class ChainReport(Answer):
-    ok: bool = Field(description="the chain, every checkpoint and every known head hold")
-    checked: int
-    head_position: int
-    head_hash: str
-    first_bad_position: int | None = Field(None, description="present only when not ok")
-    checkpoints: CheckpointsVerdict
-    known_heads: list[KnownHeadVerdict] | None = None
-
-
-class AuditPublicKey(Answer):
-    public_key: str = Field(description="base64 of the 32-byte Ed25519 public key")
-    public_key_hex: str
-    key_id: str = Field(description="the first 16 hex digits of the key's SHA-256")
-    algorithm: Literal["Ed25519"]
 
 
 class OpenApiDocument(RootModel[dict[str, Any]]):

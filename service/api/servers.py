@@ -25,10 +25,13 @@ async def deploy(request: web.Request) -> web.Response:
     await deploy_guard.require_admin_to_change_code(request, command)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     if wait_ms is None:
-        return web.json_response(answer, status=ACCEPTED)
+        return wire.answer_as(schemas.DeployAccepted, answer, status=ACCEPTED)
     ids = [s.id for s in command.mcp_servers]
     statuses = await until_settled(request, ids, answer["position"], wait_ms)
-    return web.json_response({**answer, "mcpServers": statuses})
+    done = schemas.DeploySettled(
+        group_id=answer["groupId"], mcp_servers=statuses, position=answer["position"]
+    )
+    return wire.answer(done)
 
 
 async def scale(request: web.Request) -> web.Response:
@@ -36,9 +39,9 @@ async def scale(request: web.Request) -> web.Response:
     wait_ms = wait_requested(request)
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, body))
     if wait_ms is None:
-        return web.json_response(answer, status=ACCEPTED)
+        return wire.answer_as(schemas.Accepted, answer, status=ACCEPTED)
     [server] = await until_settled(request, [command.mcp_server_id], answer["position"], wait_ms)
-    return web.json_response({**answer, "mcpServer": server})
+    return wire.answer(schemas.ScaleSettled(position=answer["position"], mcp_server=server))
 
 
 def wait_requested(request: web.Request) -> int | None:
@@ -54,7 +57,7 @@ def wait_requested(request: web.Request) -> int | None:
 
 async def until_settled(
     request: web.Request, server_ids: list[str], position: int, wait_ms: int
-) -> list[dict[str, Any]]:
+) -> list[schemas.McpServerStatus]:
     """Statuses once every replica runs; 422 if one failed; 504 with the statuses on timeout."""
     runner = request.app[runner_key]
     loop = asyncio.get_running_loop()
@@ -68,33 +71,33 @@ async def until_settled(
         caught_up = runner.position >= position and len(statuses) == len(server_ids)
         if caught_up and all(settled(s) for s in statuses):
             return statuses
-        if any(s["status"] == "failed" for s in statuses):
+        if any(s.status == "failed" for s in statuses):
             raise errors.ValidationFailedError(
                 "the deployment failed; see each server's instances",
                 code="deploy_failed",
-                details=statuses,
+                details=[s.wire() for s in statuses],
             )
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise errors.TimedOutError(
                 f"not every replica was running and healthy within {wait_ms} ms",
-                details=statuses or [{"id": s, "status": "pending"} for s in server_ids],
+                details=[s.wire() for s in statuses]
+                or [{"id": s, "status": "pending"} for s in server_ids],
             )
         await runner.wait_for(runner.position + 1, within=remaining)
 
 
-def settled(server: dict[str, Any]) -> bool:
+def settled(server: schemas.McpServerStatus) -> bool:
     """Every replica runs and passes its probes (or none is wanted)."""
-    if server["status"] == "stopped":
+    if server.status == "stopped":
         return True
-    healthy: int = server["healthyReplicas"]
-    return bool(server["status"] == "running" and healthy >= server["desiredReplicas"])
+    return server.status == "running" and server.healthy_replicas >= server.desired_replicas
 
 
 async def remove(request: web.Request) -> web.Response:
     command = commands.RemoveServer(mcp_server_id=wire.path_id(request))
     answer = await handlers.handle(request.app[context_key], command, command_meta(request, b""))
-    return web.json_response(answer, status=ACCEPTED)
+    return wire.answer_as(schemas.Accepted, answer, status=ACCEPTED)
 
 
 async def all_statuses(request: web.Request) -> web.Response:
@@ -105,7 +108,7 @@ async def all_statuses(request: web.Request) -> web.Response:
     def render() -> dict[str, Any]:
         models = status.ReadModels.of(runner, request.app[api_url_key])
         servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
-        return {"position": position, "mcpServers": servers}
+        return schemas.McpServerList(position=position, mcp_servers=servers).wire()
 
     body = request.app[statuses_key].body(position, render)
     return web.Response(body=body, content_type="application/json")
@@ -118,9 +121,8 @@ async def one_status(request: web.Request) -> web.Response:
     models = status.ReadModels.of(runner, request.app[api_url_key])
     if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
-    return web.json_response(
-        {**status.server_status(models, server_id), "position": runner.position}
-    )
+    found = status.server_status(models, server_id)
+    return wire.answer(schemas.McpServerRead(**dict(found), position=runner.position))
 
 
 WAIT = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api import middlewares, routes, schemas
+from service.api import middlewares, routes, schemas, wire
 from service.api.keys import instance_key, metrics_key, runner_key, store_key
 from service.api.routes import Reply, Route
 from service.metrics import CONTENT_TYPE
@@ -15,17 +15,17 @@ async def healthz(request: web.Request) -> web.Response:
     an event they cannot read, so that a load balancer or a watchdog sees it."""
     runner, instance = request.app[runner_key], request.app[instance_key]
     if runner.failure is None:
-        body = {"status": "ok", "position": runner.position, "instance": instance}
-        return web.json_response(body)
+        return wire.answer(
+            schemas.Liveness(status="ok", position=runner.position, instance=instance)
+        )
     head, _ = await request.app[store_key].head()
-    projections = middlewares.projections_json(runner.position, head, runner.failure)
-    body = {
-        "status": "degraded",
-        "position": runner.position,
-        "instance": instance,
-        "projections": projections,
-    }
-    return web.json_response(body, status=503)
+    degraded = schemas.Degraded(
+        status="degraded",
+        position=runner.position,
+        instance=instance,
+        projections=middlewares.projections_stopped(runner.position, head, runner.failure),
+    )
+    return wire.answer(degraded, status=503)
 
 
 async def legacy_health(_request: web.Request) -> web.Response:

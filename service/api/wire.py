@@ -1,10 +1,11 @@
 """Request parsing and answers shared by the routes: JSON bodies, query integers,
-read-your-writes waits, command metadata."""
+read-your-writes waits, command metadata, and every answer made from its model."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -15,12 +16,25 @@ from service import errors
 from service.api import json_limits
 from service.api.keys import runner_key, settings_key
 from service.api.middlewares import actor_key, validation_error
-from service.handling import commands, handlers
+from service.handling import answers, commands, handlers
 
 M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound=answers.Answer)
 MIN_POSITION_WAIT_S = 5.0
 MAX_IDEMPOTENCY_KEY = 200
 MAX_INTEGER = 2**63 - 1  # positions are 64-bit: what SQLite and PostgreSQL store and compare
+
+
+def answer(model: BaseModel, status: int = 200, exclude: set[str] | None = None) -> web.Response:
+    """The model as JSON: its aliases as keys, and a field given no value left out."""
+    body = model.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude=exclude)
+    return web.json_response(body, status=status)
+
+
+def answer_as(model: type[A], found: Mapping[str, Any], status: int = 200) -> web.Response:
+    """A command handler's answer (a dict: it is also the result kept for its idempotency key)
+    made into its model, so that nothing but the model's fields reaches the wire."""
+    return answer(model.model_validate(found), status)
 
 
 async def read_json(request: web.Request) -> tuple[Any, bytes]:

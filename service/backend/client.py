@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from service import loops
+
 DEFAULT_TIMEOUT_S = 15.0
 
 
@@ -86,15 +88,14 @@ class BackendClient:
         `max_delay_s`. Raises the last `BackendError`."""
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        delay = first_delay_s
+        retry = loops.Retry(loops.Doubling(first=first_delay_s, ceiling=max_delay_s))
         for _ in range(attempts - 1):
             try:
                 return await self.post(path, payload)
             except BackendError as exc:
                 if not exc.retryable:
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
+            await asyncio.sleep(retry.next())
         return await self.post(path, payload)
 
 

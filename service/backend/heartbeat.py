@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from service import loops
 from service.backend import client as backend
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ class Heartbeat:
         self._client = client
         self._payload = payload
         self._interval_s = interval_s
-        self._first_retry_delay_s = first_retry_delay_s
-        self._max_retry_delay_s = max_retry_delay_s
+        self._retry = loops.Retry(
+            loops.Doubling(first=first_retry_delay_s, ceiling=max_retry_delay_s)
+        )
         self._wake = asyncio.Event()
         self.sent = 0
         self.failed = 0
@@ -97,15 +99,14 @@ class Heartbeat:
         self._wake.set()
 
     async def run(self) -> None:
-        retry_delay = self._first_retry_delay_s
         while True:
             # Cleared before the payload is built: a poke from now on asks for a newer one.
             self._wake.clear()
             if await self._send():
-                wait, retry_delay = self._interval_s, self._first_retry_delay_s
+                self._retry.reset()
+                wait = self._interval_s
             else:
-                wait = min(retry_delay, self._interval_s)
-                retry_delay = min(retry_delay * 2, self._max_retry_delay_s)
+                wait = min(self._retry.next(), self._interval_s)
             await self._pause(wait)
 
     async def _pause(self, seconds: float) -> None:

@@ -21,8 +21,9 @@ from aiohttp import web
 import migrations
 from eventstore import keyring
 from eventstore.errors import StoreError
-from eventstore.records import RecordedEvent, format_time
+from eventstore.records import RecordedEvent
 from eventstore.store import create_engine
+from eventstore.times import format_time
 from projections import ALL, events
 from projections.runner import FoldError, FoldSet, ProjectionRunner, fold_log
 from service import logs

@@ -47,8 +47,6 @@ class ConfigApplier:
                 await self.apply_once()
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("config apply paused: %s", type(exc).__name__)
-            except Exception:  # noqa: BLE001 - it must outlive its own bugs
-                logger.exception("config apply failed unexpectedly; retrying")
             await self._runner.wait_for(self._runner.position + 1, within=RETRY_S)
 
     async def apply_once(self) -> None:

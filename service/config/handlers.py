@@ -1,6 +1,6 @@
-"""Configuration commands (define a template, configure a server, roll back) and the answers of
-the configuration routes. Handlers decide on the caught-up read models with
-`service.config_decisions` and append with the stream's version and the idempotency key."""
+"""Configuration commands (define a template, configure a server, roll back). Handlers decide
+on the caught-up read models with `service.config_decisions` and append with the stream's
+version and the idempotency key."""
 
 from __future__ import annotations
 
@@ -104,43 +104,3 @@ def _answer_of(event: events.Event) -> dict[str, Any]:
         return {"id": event.template_id}
     assert isinstance(event, events.ServerConfigured)
     return {"version": event.version}
-
-
-def template_json(template: config.Template) -> dict[str, Any]:
-    """GET /config-templates/{id}."""
-    return {
-        "id": template.id,
-        "schema": template.json_schema,
-        "defaults": template.defaults,
-        "environments": template.environments,
-        "position": template.position,
-        "definedAt": template.defined_at,
-    }
-
-
-def server_config_json(server_id: str, server: config.ServerConfig) -> dict[str, Any]:
-    """GET /mcp-servers/{id}/config: version 0 and {} for a server never configured."""
-    active = server.active()
-    return {
-        "mcpServerId": server_id,
-        "version": server.current,
-        "config": active.config if active else {},
-        "templateId": active.template_id if active else None,
-        "environment": active.environment if active else None,
-        "rolledBackFrom": active.rolled_back_from if active else None,
-        "history": [
-            {
-                "version": v.version,
-                "position": v.position,
-                "at": v.at,
-                "templateId": v.template_id,
-                "rolledBackFrom": v.rolled_back_from,
-            }
-            for _, v in sorted(server.versions.items())
-        ],
-        "applied": [
-            {"replica": a.replica, "containerId": cid, "version": a.version, "at": a.at}
-            for cid, a in sorted(server.applied.items(), key=lambda item: item[1].replica)
-        ],
-        "lastError": server.last_error,
-    }

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from nacl.public import PrivateKey
 
+from eventstore import times
 from eventstore.keyring import KeyRing
 from projections import containers, credentials, events, groups
 from service import errors
@@ -33,15 +34,12 @@ def expiry(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return times.format_time(times.parse_time(text))
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
         raise errors.ValidationFailedError(
             "expirationTime must be an ISO 8601 time with a zone",
             details=[{"field": "expirationTime", "message": "e.g. 2026-12-01T00:00:00Z"}],
-        )
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ) from None
 
 
 BACKEND_PATH = "/get-agent-tool-credentials"
@@ -97,7 +95,7 @@ async def inject(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     server = ctx.runner.state(groups.PROJECTION).servers.get(command.mcp_server_id)
     if server is None:
         raise errors.NotFoundError(f"no MCP server {command.mcp_server_id!r}")
@@ -191,7 +189,7 @@ async def rotate(
 ) -> dict[str, Any]:
     """A new version for the agent the current one is bound to; the old one is retired (its
     files are overwritten or, if not in the new version, left until revoked)."""
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     current = ctx.runner.state(credentials.PROJECTION).of(command.mcp_server_id).active()
     if current is None:
         raise errors.NotFoundError(
@@ -214,7 +212,7 @@ async def revoke(
     replayed = await replay_if_known(ctx, meta)
     if replayed is not None:
         return replayed
-    await ctx.runner.current(within=5.0)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     state = ctx.runner.state(credentials.PROJECTION)
     server = state.of(command.mcp_server_id)
     live = [v for v in server.versions.values() if not v.forgotten]
@@ -236,44 +234,16 @@ def _in_every_replica(version: credentials.Version, instances: list[containers.I
     return all(version.in_place(i.replica, i.container_id) for i in running)
 
 
-def status_json(
-    state: credentials.CredentialsState, observed: containers.ContainersState, now: datetime
-) -> list[dict[str, Any]]:
-    """GET /credentials/status: every server's current version — names, never values. A version
-    with files is `injected` once they are in every running replica, `pending` until then."""
-    found = []
-    for server_id, server in sorted(state.servers.items()):
-        version = server.versions.get(server.current) if server.current is not None else None
-        if version is None:
-            continue
-        expired = version.expires_at is not None and version.expires_at < now.strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
-        status = "expired" if expired and version.status != "revoked" else version.status
-        if status == "injected" and not _in_every_replica(version, observed.of(server_id)):
-            status = "pending"
-        tokens = {s.name: s.expires_at for s in version.secrets if s.kind == "oauth_access_token"}
-        found.append(
-            {
-                "mcpServerId": server_id,
-                "agentId": version.agent_id,
-                "version": version.version,
-                "names": list(version.names),
-                "modes": version.modes,
-                "status": status,
-                "injectedAt": version.injected_at,
-                "expiresAt": version.expires_at,
-                "appliedTo": sorted(version.applied),
-                "lastError": version.last_error,
-                "source": version.source,
-                "oauthProviders": [
-                    {
-                        "provider": g.provider,
-                        "tokenExpiresAt": tokens.get(values.access_token_name(g.provider)),
-                        "lastError": version.oauth_errors.get(g.provider),
-                    }
-                    for g in version.oauth
-                ],
-            }
-        )
-    return found
+Shown = Literal["pending", "injected", "failed", "expired", "retired", "revoked"]
+
+
+def shown_status(
+    version: credentials.Version, instances: list[containers.Instance], now: datetime
+) -> Shown:
+    """The status GET /credentials/status shows. A version with files is `injected` once they
+    are in every running replica, `pending` until then."""
+    if version.expired(now) and version.status != "revoked":
+        return "expired"
+    if version.status == "injected" and not _in_every_replica(version, instances):
+        return "pending"
+    return version.status

@@ -54,12 +54,6 @@ class CredentialInjector:
                     await self.inject_once()
                 except (errors.ServiceError, StoreError) as exc:
                     logger.warning("credential injection paused: %s", type(exc).__name__)
-                except Exception as exc:  # noqa: BLE001 - it must outlive its own bugs
-                    # its type only: an exception here may carry a fragment of a value
-                    logger.error(
-                        "credential injection failed unexpectedly (%s); retrying",
-                        type(exc).__name__,
-                    )
                 await self._runner.wait_for(self._runner.position + 1, within=RETRY_S)
         finally:
             revoked.cancel()

@@ -9,15 +9,15 @@ import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
+from eventstore import times
 from eventstore.errors import StoreError
 from eventstore.keyring import KeyRing, KeyringError
-from projections import credentials, events, groups, health
-from service import errors, outbound
+from projections import credentials, events, groups
+from service import errors, loops, outbound
 from service.backend.client import BackendClient
 from service.credentials import values
 from service.credentials.handlers import fetched, record_version
@@ -27,8 +27,7 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
 MAX_MARGIN_S = 60.0
-FIRST_RETRY_S = 1.0
-MAX_RETRY_S = 60.0
+RETRIES = loops.Doubling(first=1.0, ceiling=60.0)  # per server and provider
 TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=15)
 OAUTH_ERROR = re.compile(r"^[a-z_]{1,40}$")
 STRICT = outbound.OutboundPolicy()  # no host allowed past the checks
@@ -42,8 +41,8 @@ def due(expires_at: str | None, issued_at: str, now: float) -> bool:
     """Refresh once less than half its lifetime, or a minute, is left. Pure."""
     if expires_at is None:
         return False
-    end = health.parse_time(expires_at).timestamp()
-    lifetime = end - health.parse_time(issued_at).timestamp()
+    end = times.parse_time(expires_at).timestamp()
+    lifetime = end - times.parse_time(issued_at).timestamp()
     return end - now <= min(MAX_MARGIN_S, max(lifetime, 0.0) / 2)
 
 
@@ -112,7 +111,7 @@ class Refresher:
         self._ring = ring
         self._backend = backend
         self._policy = policy
-        self._retry: dict[tuple[str, str], tuple[float, float]] = {}  # -> (when, delay)
+        self._retry = loops.Backoff(RETRIES)  # (server id, provider; "" for the backend)
 
     async def run(self) -> None:
         async with outbound.session(self._policy) as session:
@@ -121,11 +120,6 @@ class Refresher:
                     await self.refresh_once(session)
                 except (errors.ServiceError, StoreError, KeyringError) as exc:
                     logger.warning("credential refresh paused: %s", type(exc).__name__)
-                except Exception as exc:  # noqa: BLE001 - it must outlive its own bugs
-                    # its type only: an exception here may carry a fragment of a value
-                    logger.error(
-                        "credential refresh failed unexpectedly (%s); retrying", type(exc).__name__
-                    )
                 runner = self._ctx.runner
                 await runner.wait_for(runner.position + 1, within=TICK_S)
 
@@ -136,8 +130,8 @@ class Refresher:
             version = server.active()
             if version is None:
                 continue
-            if due(version.expires_at, version.injected_at, now) and self._ready(
-                server_id, "", now
+            if due(version.expires_at, version.injected_at, now) and self._retry.due(
+                (server_id, ""), now
             ):
                 await self._renew_from_backend(server_id, version, now)
                 continue
@@ -145,7 +139,7 @@ class Refresher:
             for grant in version.oauth:
                 token = tokens.get(values.access_token_name(grant.provider))
                 stale = token is None or due(token.expires_at, version.injected_at, now)
-                if stale and self._ready(server_id, grant.provider, now):
+                if stale and self._retry.due((server_id, grant.provider), now):
                     await self._refresh(session, server_id, version, grant.provider, now)
 
     async def _refresh(
@@ -161,7 +155,7 @@ class Refresher:
         try:
             token, lasts, rotated = await request_token(session, grant, self._policy)
         except TokenRequestError as exc:
-            self._back_off(server_id, provider, now)
+            self._retry.failed((server_id, provider), now)
             failed = events.OAuthRefreshFailed(
                 server_id=server_id, version=version.version, provider=provider, reason=str(exc)
             )
@@ -172,8 +166,8 @@ class Refresher:
                 metadata=_system_meta(self._ctx.runner.position).metadata(),
             )
             return
-        self._retry.pop((server_id, provider), None)
-        expires = None if lasts is None else _format(now + lasts)
+        self._retry.forgive([(server_id, provider)])
+        expires = None if lasts is None else times.format_epoch(now + lasts)
         renewed = grant if rotated is None else _with_refresh(grant, rotated)
         await record_version(
             self._ctx,
@@ -192,7 +186,7 @@ class Refresher:
         """Past (or near) its expiry: fetch a new version from the backend, if there is one."""
         server = self._ctx.runner.state(groups.PROJECTION).servers.get(server_id)
         if self._backend is None or server is None:
-            self._back_off(server_id, "", now, ceiling=MAX_RETRY_S)
+            self._retry.failed((server_id, ""), now)
             return
         try:
             spec = await fetched(self._backend, server, version.agent_id)
@@ -200,9 +194,9 @@ class Refresher:
             renewed = values.from_request(spec, await self._ring.box_keypair(), modes)
         except errors.ServiceError as exc:
             logger.warning("could not renew the expired credentials of %s: %s", server_id, exc.code)
-            self._back_off(server_id, "", now)
+            self._retry.failed((server_id, ""), now)
             return
-        self._retry.pop((server_id, ""), None)
+        self._retry.forgive([(server_id, "")])
         await record_version(
             self._ctx,
             self._ring,
@@ -213,17 +207,6 @@ class Refresher:
             None,
             _system_meta(self._ctx.runner.position),
         )
-
-    def _ready(self, server_id: str, provider: str, now: float) -> bool:
-        when, _ = self._retry.get((server_id, provider), (0.0, 0.0))
-        return now >= when
-
-    def _back_off(
-        self, server_id: str, provider: str, now: float, ceiling: float = MAX_RETRY_S
-    ) -> None:
-        _, delay = self._retry.get((server_id, provider), (0.0, FIRST_RETRY_S / 2))
-        delay = min(delay * 2, ceiling)
-        self._retry[(server_id, provider)] = (now + delay, delay)
 
 
 def _with_refresh(grant: values.PlainGrant, refresh_token: bytes) -> values.PlainGrant:
@@ -236,10 +219,6 @@ def _with_refresh(grant: values.PlainGrant, refresh_token: bytes) -> values.Plai
         refresh_token=refresh_token,
         mode=grant.mode,
     )
-
-
-def _format(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime(health.TIME_FORMAT)
 
 
 def _system_meta(acted_on: int) -> CommandMeta:

@@ -19,7 +19,7 @@ from projections import events, groups, health
 from projections.runner import ProjectionRunner
 from service import errors
 from service.container_policy import DEFAULT_POLICY, ContainerPolicy
-from service.handling import commands, decisions
+from service.handling import answers, commands, decisions
 from service.handling.stream_locks import StreamLocks
 
 
@@ -97,7 +97,7 @@ async def _decide_breaker(
     else:
         _, default = await _breaker_settings(ctx, health.breaker_stream_of(None))
         config = health.effective(default, health.settings_of(event))
-    answer = {"config": breaker_config_json(command.mcp_server_id, config)}
+    answer = {"config": breaker_config_answer(command.mcp_server_id, config).wire()}
     appending = ctx.store.submit(
         stream,
         [ctx.catalogue.to_new_event(event)],
@@ -125,14 +125,16 @@ async def _breaker_settings(ctx: CommandContext, stream: str) -> tuple[int, heal
     return version, settings
 
 
-def breaker_config_json(server_id: str | None, config: health.BreakerConfig) -> dict[str, Any]:
-    return {
-        "mcpServerId": server_id,
-        "failureThreshold": config.failure_threshold,
-        "recoveryThreshold": config.recovery_threshold,
-        "openTimeout": config.open_timeout_ms,
-        "circuitBreakerEnabled": config.enabled,
-    }
+def breaker_config_answer(
+    server_id: str | None, config: health.BreakerConfig
+) -> answers.BreakerConfig:
+    return answers.BreakerConfig(
+        mcp_server_id=server_id,
+        failure_threshold=config.failure_threshold,
+        recovery_threshold=config.recovery_threshold,
+        open_timeout=config.open_timeout_ms,
+        circuit_breaker_enabled=config.enabled,
+    )
 
 
 async def replay_if_known(ctx: CommandContext, meta: CommandMeta) -> dict[str, Any] | None:
@@ -156,7 +158,6 @@ def _decoded(ctx: CommandContext, history: list[Any]) -> list[events.Event]:
 
 GroupDecision = Callable[[groups.GroupsState, Any], "events.Event | list[events.Event]"]
 ATTEMPTS = 3
-CATCH_UP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,7 @@ async def decide_and_append(
 async def _decide_at_head(
     ctx: CommandContext, decide: Callable[[], Decided | dict[str, Any]]
 ) -> Decided | dict[str, Any]:
-    await ctx.runner.current(within=CATCH_UP_S)  # never decide on stale state
+    await ctx.runner.current()  # never decide on stale state
     return decide()
 
 

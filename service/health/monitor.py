@@ -25,13 +25,14 @@ from typing import cast
 
 import aiohttp
 
+from eventstore import times
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
 from projections import containers, events, health, specs
 from projections.runner import ProjectionRunner
-from service import status
+from service import loops, status
 from service.handling.causation import Actor, Causation
 from service.health import breaker, probes
 from service.health.replica_health import ReplicaProbes, observe
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 STARTING_PROBE_S = 0.25
 TICK_S = 0.25
+RESUMING = loops.Doubling(first=0.1, ceiling=5.0)  # the breakers' reading of the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +110,6 @@ def death_error(event: events.ContainerDied) -> str:
     return f"replica {event.replica} exited with code {event.exit_code}"
 
 
-async def outliving(loop: Callable[[], Awaitable[None]]) -> None:
-    """Run `loop` forever: a bug in one pass is logged, and the loop starts again."""
-    while True:
-        try:
-            await loop()
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception:  # noqa: BLE001 - the monitor must outlive its own bugs
-            logger.exception("%s failed unexpectedly; restarting it", loop.__name__)
-            await asyncio.sleep(1.0)
-
-
 class HealthMonitor:
     def __init__(
         self,
@@ -127,6 +117,7 @@ class HealthMonitor:
         runner: ProjectionRunner,
         catalogue: Catalogue,
         concurrency: int = 64,
+        failed: Callable[[str], None] = loops.uncounted,
         api_url: str = status.DEFAULT_API_URL,
         bridge_token: str | None = None,
     ) -> None:
@@ -138,6 +129,7 @@ class HealthMonitor:
         self._runner = runner
         self._catalogue = catalogue
         self._limit = asyncio.Semaphore(concurrency)
+        self._failed = failed  # counts a failure of one of its loops, by name
         self._tasks: dict[str, asyncio.Task[None]] = {}  # container id -> its probe loop
         self._breakers: dict[str, breaker.Breaker] = {}
         # (server id, image) -> the protocol era it answered in; a new image is asked afresh
@@ -165,18 +157,23 @@ class HealthMonitor:
         ):
             self._session = session
             self._bridge_session = bridge_session
-            loops = [
-                asyncio.create_task(outliving(self._follow_targets), name="dtma-probe-targets"),
-                asyncio.create_task(outliving(self._follow_log), name="dtma-breaker-log"),
-                asyncio.create_task(outliving(self._tick), name="dtma-breaker-clock"),
+            parts = [
+                self._supervised("probe-targets", self._follow_targets),
+                self._supervised("breaker-log", self._follow_log),
+                self._supervised("breaker-clock", self._tick),
             ]
             try:
-                await asyncio.gather(*loops)
+                await asyncio.gather(*parts)
             finally:
-                for task in [*loops, *self._tasks.values()]:
+                for task in [*parts, *self._tasks.values()]:
                     task.cancel()
-                await asyncio.gather(*loops, *self._tasks.values(), return_exceptions=True)
+                await asyncio.gather(*parts, *self._tasks.values(), return_exceptions=True)
                 self._tasks.clear()
+
+    def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Its loops fail alone: a bug in one restarts it, not the probes of the others."""
+        supervised = loops.supervise(f"health-monitor.{name}", loop, self._failed)
+        return asyncio.create_task(supervised, name=f"dtma-{name}")
 
     async def _follow_targets(self) -> None:
         """Keep one probe loop per running replica, following the projections."""
@@ -189,7 +186,7 @@ class HealthMonitor:
                     self._tasks[container_id] = asyncio.create_task(
                         self._probe_loop(target), name=f"dtma-probe-{container_id[:12]}"
                     )
-            await self._runner.wait_for(self._runner.position + 1, within=5.0)
+            await self._runner.wait_for(self._runner.position + 1)
 
     def _resumed(self, target: Target) -> ReplicaProbes:
         """Probe state for a container: the log's verdict, if it has one (after a restart of
@@ -327,14 +324,14 @@ class HealthMonitor:
             open_timeout_ms=config.open_timeout_ms if proposed.to == "open" else None,
         )
         position = await self._append(server_id, event, actor="system", causation=cause)
-        await self._runner.wait_for(position, within=5.0)
+        await self._runner.wait_for(position)
         logger.info(
             "circuit of %s: %s -> %s (%s)", server_id, before.circuit, proposed.to, proposed.cause
         )
 
     def _from_log(self, server_id: str) -> breaker.Breaker:
         view = self._runner.state(health.PROJECTION).circuit(server_id)
-        due = health.parse_time(view.next_attempt_at).timestamp() if view.next_attempt_at else None
+        due = times.parse_time(view.next_attempt_at).timestamp() if view.next_attempt_at else None
         return breaker.Breaker(circuit=view.state, next_attempt_at=due)
 
     async def _tick(self) -> None:
@@ -349,17 +346,16 @@ class HealthMonitor:
     async def _follow_log(self) -> None:
         """Deaths and failed starts are failures; a group restart is a recovery attempt."""
         position = self._runner.position
-        delay = 0.1
+        retry = loops.Retry(RESUMING)
         while True:
             try:
                 async for recorded in self._store.subscribe(position):
                     position = recorded.position
                     await self._on_event(recorded)
-                    delay = 0.1
+                    retry.reset()
             except StoreError as exc:
                 logger.warning("breakers paused at %d: %s", position, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(retry.next())
 
     async def _on_event(self, recorded: RecordedEvent) -> None:
         if recorded.type not in (

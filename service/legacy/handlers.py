@@ -116,11 +116,11 @@ async def remove_tool(
     if position is None:
         answer = await handlers.decide_on_groups(ctx, command, meta, decide.remove_tool, _none)
         position = int(answer["position"])
-    await ctx.runner.wait_for(position, within=handlers.CATCH_UP_S)
+    await ctx.runner.wait_for(position)
 
 
 async def caught_up(ctx: handlers.CommandContext) -> groups.GroupsState:
-    await ctx.runner.current(within=handlers.CATCH_UP_S)
+    await ctx.runner.current()
     return ctx.runner.state(groups.PROJECTION)
 
 
@@ -144,7 +144,7 @@ async def _started(ctx: handlers.CommandContext, name: str, server_id: str, afte
             cursor = recorded.position
             event = ctx.catalogue.decode(recorded)
             if isinstance(event, Outcome):
-                await ctx.runner.wait_for(recorded.position, within=handlers.CATCH_UP_S)
+                await ctx.runner.wait_for(recorded.position)
                 return event
         return None
 

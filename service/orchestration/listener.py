@@ -16,7 +16,7 @@ from eventstore.errors import StoreError
 from eventstore.store import EventStore
 from projections import containers, events
 from projections.runner import ProjectionRunner
-from service import errors
+from service import errors, loops
 from service.docker.adapter import DockerAdapter, DockerEvent
 from service.handling.causation import Causation
 from service.orchestration.reconciler import Reconciler
@@ -25,6 +25,7 @@ from service.orchestration.replicas import removed_key, removed_outside
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "docker-listener"
+RESUMING = loops.Doubling(first=0.1, ceiling=5.0)
 
 
 def docker_source(docker_event: DockerEvent) -> str:
@@ -48,25 +49,26 @@ class DockerListener:
         self._reconciler = reconciler
         self._oom_killed: set[str] = set()  # containers Docker reported an `oom` for
         self._causation = Causation(store, "docker-listener", actor="docker")
+        self._since: int | None = None  # the last Docker event time handled, once known
 
     async def run(self) -> None:
-        since = await self._store.get_checkpoint(CHECKPOINT) or time.time_ns()
-        delay = 0.1
+        # Kept across a restart by the supervisor: nothing since the first start is skipped.
+        if self._since is None:
+            self._since = await self._store.get_checkpoint(CHECKPOINT) or time.time_ns()
+        retry = loops.Retry(RESUMING)
         while True:
             try:
-                async for docker_event in self._docker.events(since):
+                async for docker_event in self._docker.events(self._since):
                     await self._handle(docker_event)
-                    since = docker_event.time_nano
-                    await self._store.save_checkpoint(CHECKPOINT, since)
-                    delay = 0.1
+                    self._since = docker_event.time_nano
+                    await self._store.save_checkpoint(CHECKPOINT, self._since)
+                    retry.reset()
             except (errors.ServiceError, StoreError) as exc:
-                logger.warning("Docker events interrupted (%s); resuming in %.1fs", exc, delay)
-            except Exception:  # noqa: BLE001 - the listener must outlive its own bugs
-                logger.exception("Docker events failed unexpectedly; resuming in %.1fs", delay)
-            # The stream ended or broke: whatever happened meanwhile is replayed from `since`.
-            self._reconciler.poke()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                logger.warning("Docker events interrupted (%s); resuming", exc)
+            finally:
+                # The stream ended or broke: whatever happened meanwhile is replayed from there.
+                self._reconciler.poke()
+            await asyncio.sleep(retry.next())
 
     async def _handle(self, docker_event: DockerEvent) -> None:
         if docker_event.action == "oom":  # Docker sends it just before the `die`

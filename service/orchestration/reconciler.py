@@ -19,9 +19,8 @@ from eventstore.keyring import KeyRing
 from eventstore.store import EventStore
 from projections import containers, dependencies, events, groups, health
 from projections.runner import ProjectionRunner
-from service import container_policy, errors
+from service import container_policy, errors, loops
 from service import instance as instances
-from service.backoff import Backoff
 from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerInfo, DockerAdapter
 from service.orchestration import adoption, rollouts
@@ -90,7 +89,7 @@ class Reconciler:
         self._docker = docker
         self._interval = interval
         self._wake = asyncio.Event()
-        self._backoff = Backoff()
+        self._backoff = loops.Backoff()
         self._attempted: dict[str, int] = {}  # server -> the half-open position it acted on
         self._rolling: set[str] = set()  # servers replacing a replica for new env credentials
         self.removing: set[str] = set()  # container ids being removed on purpose
@@ -118,9 +117,6 @@ class Reconciler:
             except (errors.ServiceError, StoreError) as exc:
                 logger.warning("reconcile failed, retrying: %s", exc.args[0] if exc.args else exc)
                 self._seen = self._runner.position  # retry on news or the interval, not at once
-            except Exception:  # noqa: BLE001 - the supervisor must outlive its own bugs
-                logger.exception("reconcile failed unexpectedly; retrying")
-                self._seen = self._runner.position
             await self._wait()
 
     async def _wait(self) -> None:

@@ -11,8 +11,7 @@ from dataclasses import replace
 from eventstore.keyring import KeyRing, KeyringError
 from projections import config, containers, credentials, events, groups, health, specs
 from projections.runner import ProjectionRunner
-from service import container_policy, errors
-from service.backoff import Backoff
+from service import container_policy, errors, loops
 from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerSpec, DockerAdapter
 from service.orchestration.action_log import ActionLog
@@ -23,10 +22,6 @@ from service.orchestration.replicas import (
     network_name,
 )
 
-# File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for images
-# without /bin/sh, which only the archive API can write into).
-SECRETS_TMPFS = True
-
 
 class ReplicaStarter:
     def __init__(
@@ -34,7 +29,7 @@ class ReplicaStarter:
         runner: ProjectionRunner,
         docker: DockerAdapter,
         log: ActionLog,
-        backoff: Backoff,
+        backoff: loops.Backoff,
         removing: set[str],
         owner_labels: Mapping[str, str],
         ring: KeyRing | None,
@@ -236,7 +231,9 @@ def replica_container(
         image=spec.image,
         labels={**spec.labels, **own},  # a legacy tool's name; DTMA's own labels win
         env=dict(spec.env),
-        secrets_tmpfs=SECRETS_TMPFS,
+        # File credentials land on a tmpfs at /run/secrets (the adapter leaves it out for
+        # images without /bin/sh, which only the archive API can write into).
+        secrets_tmpfs=True,
         command=list(spec.command) if spec.command is not None else None,
         network=network_name(group_id),
         aliases=[spec.id],

@@ -14,6 +14,7 @@ from service.docker.adapter import DockerAdapter
 from service.settings import Settings
 from tests.conftest import TOKEN
 from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL, remove_containers
+from tests.support.openapi_answers import OpenApiCheckedClient
 
 
 @pytest.fixture
@@ -59,3 +60,9 @@ async def sweep(docker: DockerAdapter, owner_labels: dict[str, str]) -> None:
     for name, labels in await docker.list_managed_networks():
         if all(labels.get(k) == v for k, v in owner_labels.items()):
             await docker.remove_network(name)
+
+
+@pytest.fixture
+def aiohttp_client_cls() -> type[OpenApiCheckedClient]:
+    """Every JSON answer the acceptance tests receive is held to the served OpenAPI document."""
+    return OpenApiCheckedClient

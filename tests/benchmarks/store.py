@@ -35,8 +35,8 @@ from sqlalchemy.engine import make_url
 
 import migrations
 from eventstore import Catalogue, EventStore, NewEvent, create_engine
-from eventstore.records import format_time
 from eventstore.sqlite import INSERT_EVENT, PRAGMAS
+from eventstore.times import format_time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests.support
 from tests.support.databases import drop_database  # noqa: E402

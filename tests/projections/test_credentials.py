@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
 from projections import credentials, events
 from tests.projections.folding import fold_facts
 
 AT = "2026-01-01T00:00:00.000000Z"
+PLUS_TWO = timezone(timedelta(hours=2))
 
 
 def fold(*facts: tuple[str, events.Event]) -> credentials.CredentialsState:
@@ -84,3 +89,34 @@ def test_failures_are_kept_with_their_reason() -> None:
         "no shell",
         {"gh": "HTTP 400"},
     )
+
+
+def version_expiring(at: str | None) -> credentials.Version:
+    return credentials.Version(
+        version=1,
+        agent_id="agent",
+        key_id="k1",
+        secrets=(),
+        names=(),
+        modes={},
+        injected_at=AT,
+        expires_at=at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "now", "expired"),
+    [
+        # `now` in another zone: as text, 11:30 (+02:00) is after 10:00Z; in time it is 09:30Z
+        ("2026-12-01T10:00:00.000000Z", datetime(2026, 12, 1, 11, 30, tzinfo=PLUS_TWO), False),
+        # fewer fractional digits: as text "00Z" sorts after "00.500000Z"
+        ("2026-12-01T10:00:00Z", datetime(2026, 12, 1, 10, 0, 0, 500_000, tzinfo=UTC), True),
+    ],
+)
+def test_expiry_is_compared_as_a_time_where_text_would_be_wrong(
+    expires_at: str, now: datetime, expired: bool
+) -> None:
+    as_text = expires_at < now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the comparison it replaces
+    assert as_text is not expired
+    assert version_expiring(expires_at).expired(now) is expired
+    assert not version_expiring(None).expired(now)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
+from service import loops
+from service.api.keys import metrics_key
 from tests.conftest import AUTH
 from tests.support.waiting import wait_until
 
@@ -59,3 +62,22 @@ async def test_a_command_shows_as_a_request_and_an_append(client: Any) -> None:
     await wait_until(caught_up, 10)
     assert sample(after, "dtma_circuits", state="open") == 0.0
     assert sample(after, "dtma_replicas", state="running") == 0.0
+
+
+async def test_a_failing_loop_is_counted_by_component(client: Any) -> None:
+    async def buggy() -> None:
+        raise RuntimeError("a bug")
+
+    failed = client.app[metrics_key].loop_failed
+    delays = loops.Doubling(first=0.01, ceiling=0.01)
+    task = asyncio.create_task(loops.supervise("test-loop", buggy, failed, delays=delays))
+
+    async def counted_twice() -> bool | None:
+        text = await metrics_text(client)
+        return (sample(text, "dtma_loop_failures_total", component="test-loop") or 0.0) >= 2 or None
+
+    try:
+        await wait_until(counted_twice, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -61,8 +61,11 @@ class Memory(LegacyAnswer):
     free_bytes: int | None
 
 
-class Disk(Memory):
+class Disk(LegacyAnswer):
     mount: str
+    total_bytes: int | None
+    used_bytes: int | None
+    free_bytes: int | None
 
 
 class SystemMetrics(LegacyAnswer):
@@ -73,11 +76,11 @@ class SystemMetrics(LegacyAnswer):
 
 
 class ToolInstance(LegacyAnswer):
-    account_tool_instance_id: str | None
-    instance_name_on_toolbox: str
-    status: ToolState
     container_id: str | None
+    instance_name_on_toolbox: str
+    account_tool_instance_id: str | None
     image: str
+    status: ToolState
     created: str | None
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service import errors, status
-from service.api import routes
+from service.api import routes, wire
 from service.api.keys import context_key, docker_key, instance_key, runner_key
 from service.api.legacy import schemas as tool_schemas
 from service.api.middlewares import translate
@@ -34,15 +34,20 @@ async def create(request: web.Request) -> web.Response:
     command, body = await read_create_tool(request)
     app, meta = request.app, command_meta(request, body)
     tool = await legacy.create_tool(app[context_key], app[docker_key], command, meta)
-    data = {**created_json(tool), "state": tool.status}
-    return answer(f"Tool '{tool.name}' deployed successfully.", data, status=CREATED)
+    created = tool_schemas.ToolCreated(
+        success=True,
+        message=f"Tool '{tool.name}' deployed successfully.",
+        data=created_data(tool),
+    )
+    return wire.answer(created, status=CREATED)
 
 
 async def remove(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     command = decide.RemoveTool(name=name)
     await legacy.remove_tool(request.app[context_key], command, command_meta(request, b""))
-    return answer(f"Tool instance '{name}' removed successfully.")
+    message = f"Tool instance '{name}' removed successfully."
+    return wire.answer(tool_schemas.ToolRemoved(success=True, message=message))
 
 
 async def start(request: web.Request) -> web.Response:
@@ -57,7 +62,12 @@ async def _scale(request: web.Request, replicas: int, done: str) -> web.Response
     command = decide.ScaleTool(name=request.match_info["name"], replicas=replicas)
     meta = command_meta(request, b"")
     tool = await legacy.scale_tool(request.app[context_key], command, meta)
-    return answer(f"Tool instance '{tool.name}' {done}.", {"state": tool.status})
+    scaled = tool_schemas.ToolScaled(
+        success=True,
+        message=f"Tool instance '{tool.name}' {done}.",
+        data=tool_schemas.ToolStateData(state=tool.status),
+    )
+    return wire.answer(scaled)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -65,50 +75,50 @@ async def overview(request: web.Request) -> web.Response:
     `dtma_version` and `system_metrics` for older callers."""
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    version, metrics = system_metrics.dtma_version(), system_metrics.read()
-    tools = legacy.every_tool(runner)
-    return web.json_response(
-        {
-            "dtma_version": version,
-            "version": version,
-            "instance": request.app[instance_key],
-            "system_metrics": metrics,
-            "environment": metrics,
-            "tool_instances": [status_json(tool) for tool in tools],
-        }
+    version = system_metrics.dtma_version()
+    metrics = tool_schemas.SystemMetrics.model_validate(system_metrics.read())
+    overview = tool_schemas.HostOverview(
+        dtma_version=version,
+        version=version,
+        instance=request.app[instance_key],
+        system_metrics=metrics,
+        environment=metrics,
+        tool_instances=[tool_instance(tool) for tool in legacy.every_tool(runner)],
+    )
+    return wire.answer(overview)
+
+
+def created_data(tool: legacy.Tool) -> tool_schemas.ToolCreatedData:
+    return tool_schemas.ToolCreatedData(
+        container_id=tool.instance.container_id if tool.instance else None,
+        instance_name_on_toolbox=tool.name,
+        account_tool_instance_id=account_tool_instance_id(tool),
+        image=tool.server.spec.image,
+        ports=port_map(tool),
+        state=tool.status,
     )
 
 
-def answer(message: str, data: dict[str, Any] | None = None, status: int = 200) -> web.Response:
-    body: dict[str, Any] = {"success": True, "message": message}
-    if data is not None:
-        body["data"] = data
-    return web.json_response(body, status=status)
+def tool_instance(tool: legacy.Tool) -> tool_schemas.ToolInstance:
+    return tool_schemas.ToolInstance(
+        container_id=tool.instance.container_id if tool.instance else None,
+        instance_name_on_toolbox=tool.name,
+        account_tool_instance_id=account_tool_instance_id(tool),
+        image=tool.server.spec.image,
+        status=tool.status,
+        created=tool.server.declared_at,
+    )
 
 
-def created_json(tool: legacy.Tool) -> dict[str, Any]:
+def account_tool_instance_id(tool: legacy.Tool) -> str | None:
     legacy_tool = tool.server.spec.legacy
-    return {
-        "container_id": tool.instance.container_id if tool.instance else None,
-        "instance_name_on_toolbox": tool.name,
-        "account_tool_instance_id": legacy_tool.account_tool_instance_id if legacy_tool else None,
-        "image": tool.server.spec.image,
-        "ports": port_map(tool),
-    }
+    return legacy_tool.account_tool_instance_id if legacy_tool else None
 
 
-def status_json(tool: legacy.Tool) -> dict[str, Any]:
-    return {
-        **{k: v for k, v in created_json(tool).items() if k != "ports"},
-        "status": tool.status,
-        "created": tool.server.declared_at,
-    }
-
-
-def port_map(tool: legacy.Tool) -> dict[str, list[dict[str, str]]]:
+def port_map(tool: legacy.Tool) -> dict[str, list[tool_schemas.HostBinding]]:
     """The tool's published ports in Docker's own shape, as the original answered them."""
     spec = tool.server.spec
-    ports: dict[str, list[dict[str, str]]] = {}
+    ports: dict[str, list[tool_schemas.HostBinding]] = {}
     for container_port, host_port in spec.host_ports:
         ports.setdefault(f"{container_port}/tcp", []).append(_binding(host_port))
     if tool.instance is not None and tool.instance.host_port is not None:
@@ -116,8 +126,8 @@ def port_map(tool: legacy.Tool) -> dict[str, list[dict[str, str]]]:
     return ports
 
 
-def _binding(host_port: int) -> dict[str, str]:
-    return {"HostIp": status.LOOPBACK, "HostPort": str(host_port)}
+def _binding(host_port: int) -> tool_schemas.HostBinding:
+    return tool_schemas.HostBinding(host_ip=status.LOOPBACK, host_port=str(host_port))
 
 
 async def read_create_tool(request: web.Request) -> tuple[decide.CreateTool, bytes]:
@@ -162,7 +172,8 @@ async def legacy_envelope(
         if error is None:
             logger.exception("unhandled error in %s %s", request.method, request.path)
             error = errors.ServiceError("internal error")
-        return web.json_response({"success": False, "error": error.message}, status=error.status)
+        failure = tool_schemas.LegacyFailure(success=False, error=error.message)
+        return wire.answer(failure, status=error.status)
 
 
 def legacy_failures(*statuses: int) -> dict[int, Reply]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from projections import containers, events, groups, health, specs
+from service.api import health as health_api
+from service.handling import answers
 from service.health import report as health_report
 from service.status import ReadModels
 
@@ -66,6 +69,27 @@ def verdict(server_id: str, container_id: str, ok: bool, timed_out: bool = False
     )
 
 
+def comprehensive(models: ReadModels) -> dict[str, Any]:
+    """The report as GET /health/comprehensive answers it (no foreign containers)."""
+    return health_api.comprehensive_report(models, NOW, foreign=(), position=0).wire()
+
+
+def summary(desired: int, verdict: answers.ServerHealth) -> answers.McpServerStatus:
+    return answers.McpServerStatus(
+        id="a",
+        group_id="g",
+        image="example/x:1",
+        desired_replicas=desired,
+        running_replicas=0,
+        healthy_replicas=0,
+        status="pending",
+        health=verdict,
+        circuit_state="closed",
+        endpoints=[],
+        instances=[],
+    )
+
+
 def actions(report: dict[str, object]) -> dict[str, str]:
     listed = report["recommendedActions"]
     assert isinstance(listed, list)
@@ -75,7 +99,7 @@ def actions(report: dict[str, object]) -> dict[str, str]:
 def test_a_healthy_fleet_reports_healthy_and_recommends_nothing() -> None:
     models = fold(*declared("a"), *running("a", "c1"), verdict("a", "c1", ok=True))
 
-    report = health_report.comprehensive(models, NOW)
+    report = comprehensive(models)
 
     assert report["overallStatus"] == "healthy"
     assert report["failedContainers"] == [] and report["recommendedActions"] == []
@@ -85,7 +109,7 @@ def test_a_healthy_fleet_reports_healthy_and_recommends_nothing() -> None:
 def test_a_replica_running_but_timing_out_is_unhealthy_and_to_be_inspected() -> None:
     models = fold(*declared("a"), *running("a", "c1"), verdict("a", "c1", ok=False, timed_out=True))
 
-    report = health_report.comprehensive(models, NOW)
+    report = comprehensive(models)
 
     assert report["overallStatus"] == "unhealthy"
     state = report["mcpServerStates"][0]
@@ -108,7 +132,7 @@ def test_an_oom_kill_asks_for_more_memory_and_a_crash_for_the_logs() -> None:
         events.ContainerDied(server_id="a", replica=1, container_id="c2", exit_code=3),
     )
 
-    report = health_report.comprehensive(models, NOW)
+    report = comprehensive(models)
 
     assert [
         (f["containerId"], f["exitCode"], f["oomKilled"]) for f in report["failedContainers"]
@@ -133,7 +157,7 @@ def test_an_open_circuit_says_to_restart_the_group_once_fixed() -> None:
         ),
     )
 
-    report = health_report.comprehensive(models, NOW)
+    report = comprehensive(models)
 
     assert "PUT /container-groups/g/restart" in actions(report)["restart_group_when_fixed"]
     assert report["mcpServerStates"][0]["circuitState"] == "open"
@@ -147,17 +171,13 @@ def test_failures_older_than_the_window_are_left_to_the_log() -> None:
         when=NOW - health_report.FAILURE_WINDOW - timedelta(seconds=1),
     )
 
-    report = health_report.comprehensive(models, NOW)
+    report = comprehensive(models)
 
     assert report["failedContainers"] == [] and "check_logs_and_credentials" not in actions(report)
 
 
 def test_overall_status_is_degraded_when_some_servers_are_healthy() -> None:
-    servers = [
-        {"desiredReplicas": 1, "health": "healthy"},
-        {"desiredReplicas": 1, "health": "unhealthy"},
-        {"desiredReplicas": 0, "health": "unknown"},
-    ]
+    servers = [summary(1, "healthy"), summary(1, "unhealthy"), summary(0, "unknown")]
 
     assert health_report.overall_status(servers) == "degraded"
     assert health_report.overall_status(servers[1:]) == "unhealthy"
