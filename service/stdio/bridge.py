@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 LOST: Final = "the replica's container stopped: its MCP session is lost"
 REFUSED: Final = "DTMA's stdio bridge does not pass server-to-client requests on"
 STREAM_BACKLOG: Final = 256  # notifications kept for a session's GET stream; more are dropped
+# Sessions a replica keeps; past it the oldest idle one (no call, no stream) is forgotten: a
+# client that never says DELETE (a probe that timed out) must not grow the bridge for ever.
+MAX_SESSIONS: Final = 1024
 
 
 class SessionLostError(Exception):
@@ -228,6 +231,10 @@ class StdioBridge:
     def open_session(self) -> str:
         if self.lost.is_set():
             raise SessionLostError(LOST)
+        if len(self._sessions) >= MAX_SESSIONS:
+            idle = (s.id for s in self._sessions.values() if not s.calls and s.stream is None)
+            if (oldest := next(idle, None)) is not None:
+                del self._sessions[oldest]
         session = Session(secrets.token_urlsafe(24))
         self._sessions[session.id] = session
         return session.id
