@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import web
 
 from service.stdio import messages
-from service.stdio.bridge import SessionLostError, StdioBridge
+from service.stdio.bridge import Call, SessionLostError, StdioBridge
 from service.stdio.messages import Message
 
 SESSION_HEADER: Final = "Mcp-Session-Id"
 INITIALIZE_TIMEOUT_S: Final = 30.0
 EVENT_STREAM: Final = "text/event-stream"
+CLIENT_CHECK_S: Final = 1.0  # how often a waiting call looks whether its client is still there
 NO_DISCOVER: Final = "server/discover: this server speaks the initialize handshake (2025-11-25)"
 
 
@@ -90,14 +92,31 @@ async def _call(
     call = await bridge.start(session_id, message)
     try:
         if not streamed:
-            answered = [message async for message in call.messages()]
+            answered = [message async for message in _while_connected(call, request)]
+            if not answered or messages.kind(answered[-1]) != "response":
+                return web.Response(status=499, text="")  # nobody is there to read it
             return web.json_response(answered[-1])  # progress without a stream goes nowhere
         response = await _event_stream(request)
-        async for each in call.messages():
+        async for each in _while_connected(call, request):
             await response.write(_event(each))
         return response
     finally:
-        await bridge.abandon(call)
+        await bridge.abandon(call, "the client went away")  # nothing if it was answered
+
+
+async def _while_connected(call: Call, request: web.Request) -> AsyncIterator[Message]:
+    """The call's messages, until its answer or until the client has gone: aiohttp does not
+    cancel a handler whose client went away, and the server should stop working for nobody."""
+    while True:
+        try:  # a get cancelled by the timeout takes nothing off the queue
+            message = await asyncio.wait_for(call.inbox.get(), CLIENT_CHECK_S)
+        except TimeoutError:
+            if request.transport is None or request.transport.is_closing():
+                return
+            continue
+        yield message
+        if messages.kind(message) == "response":
+            return
 
 
 async def get(bridge: StdioBridge | None, request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from service.app import create_app
 from service.docker.adapter import DockerAdapter
@@ -39,11 +40,24 @@ ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 class Service:
-    """The app on a real port (a stdio replica's endpoint is on DTMA's own API)."""
+    """The app on a real port (a stdio replica's endpoint is on DTMA's own API), run as
+    `dtma serve` runs it: a handler is not cancelled when its client goes away."""
 
-    def __init__(self, client: Any, port: int) -> None:
-        self.client = client
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
+        self.runner = runner
         self.port = port
+        self.client = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
+
+    @classmethod
+    async def start(cls, app: web.Application, port: int) -> Service:
+        runner = web.AppRunner(app, handler_cancellation=False)  # web.run_app's default
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return cls(runner, port)
+
+    async def stop(self) -> None:
+        await self.client.close()
+        await self.runner.cleanup()
 
     def endpoint(self, server_id: str, replica: int) -> str:
         return f"http://127.0.0.1:{self.port}/stdio/{server_id}/{replica}/mcp"
@@ -51,25 +65,23 @@ class Service:
 
 @pytest.fixture
 async def started(
-    aiohttp_client: Callable[..., Any],
     service_settings: Callable[..., Settings],
     docker: DockerAdapter,
     owner_labels: dict[str, str],
 ) -> AsyncIterator[Callable[[], Any]]:
     """Starts the service on one port, again after a stop, on the same database."""
     port = free_port()
-    clients: list[Any] = []
+    services: list[Service] = []
 
     async def start() -> Service:
-        app = create_app(service_settings(port=port))
-        clients.append(await aiohttp_client(app, server_kwargs={"port": port}))
-        return Service(clients[-1], port)
+        services.append(await Service.start(create_app(service_settings(port=port)), port))
+        return services[-1]
 
     try:
         yield start
     finally:
-        for client in clients:
-            await client.close()
+        for service in services:
+            await service.stop()  # a second time is nothing
         await sweep(docker, owner_labels)
 
 
@@ -267,7 +279,7 @@ async def test_after_a_restart_of_dtma_its_running_stdio_replica_is_attached_aga
     deployed = await send(first.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
     await until_healthy(first, deployed)
     [before] = await containers_of(docker, owner_labels, "tools")
-    await first.client.close()
+    await first.stop()
 
     second = await started()
 
@@ -354,3 +366,42 @@ async def test_a_server_to_client_request_is_refused_by_the_bridge(
 
     assert answer["text"].startswith("refused:"), answer
     assert "does not pass server-to-client requests on" in answer["text"]
+
+
+async def test_a_call_whose_client_went_away_is_cancelled_on_the_server(
+    started: Callable[[], Any],
+    mcp_image: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    service = await started()
+    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
+    await until_healthy(service, deployed)
+    url = service.endpoint("tools", 1)
+    _, session_id = await initialize(http, url)
+    assert session_id is not None
+    [container] = await containers_of(docker, owner_labels, "tools")
+    body = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {"name": "wait", "arguments": {"text": "abandoned", "seconds": 60}},
+    }
+    headers = {**AUTH, **ACCEPT, "Mcp-Session-Id": session_id}
+
+    async with aiohttp.ClientSession() as leaving:  # its connection closes with it
+        posted = asyncio.create_task(leaving.post(url, json=body, headers=headers))
+
+        async def working() -> bool:
+            return "called wait: abandoned" in (await container_log(container.id))[1]
+
+        await wait_until(working, within=30)
+        posted.cancel()
+        await asyncio.gather(posted, return_exceptions=True)
+
+    async def cancelled() -> bool:
+        return "cancelled wait: abandoned" in (await container_log(container.id))[1]
+
+    await wait_until(cancelled, within=15)
+    assert await tools_list(http, url, session_id) == 200  # the session itself lives on

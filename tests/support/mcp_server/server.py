@@ -1,5 +1,6 @@
 """A small MCP server for the tests: the official SDK's Streamable HTTP transport at /mcp, one
-tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
+tool (`echo`), or its stdio transport with more tools. It runs inside the image
+`tests/support/mcp_image.py` builds."""
 
 # Switches, from the environment:
 #   PORT               the port it listens on, on 0.0.0.0 (default 8000)
@@ -11,11 +12,11 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
 #   MCP_TRANSPORT=stdio  speak MCP on standard input and output (the SDK's stdio transport)
 #                      instead of HTTP, with three more tools: `wait` (answer `text` after
-#                      `seconds`), `count` (report progress 1..`to`, pausing `pause` s
-#                      after each, then answer `text`) and `roots` (ask the client for its
-#                      roots, a server-to-client request, and answer "roots: <n>" or
-#                      "refused: <the error>"); each tool call says "called <tool>: <text>" on
-#                      standard error
+#                      `seconds`; says "cancelled wait: <text>" if cancelled), `count`
+#                      (report progress 1..`to`, pausing `pause` s after each, then answer
+#                      `text`) and `roots` (ask the client for its roots, a server-to-client
+#                      request, and answer "roots: <n>" or "refused: <the error>"); each tool
+#                      call says "called <tool>: <text>" on standard error
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
 # test can read in `docker logs` that a client ended its session. At start it logs
 # "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
@@ -131,7 +132,11 @@ def serve_stdio() -> NoReturn:
     async def wait(text: str, seconds: float) -> str:
         """Answer with `text` after `seconds`."""
         say(f"called wait: {text}")
-        await anyio.sleep(seconds)
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            say(f"cancelled wait: {text}")
+            raise
         return text
 
     @server.tool()
