@@ -68,7 +68,7 @@ class ServerSpec(Value):
     command: tuple[str, ...] | None = None
     env: dict[str, str] = {}
     port: int = 8000
-    transport: Literal["streamable-http"] = "streamable-http"
+    transport: Literal["streamable-http", "stdio"] = "streamable-http"
     path: str = "/mcp"
     replicas: int = 1
     depends_on: tuple[str, ...] = ()

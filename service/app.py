@@ -32,6 +32,7 @@ from service.api import health as health_api
 from service.api import keys, middlewares, rendered, routes, stream_slots
 from service.api import openapi as openapi_api
 from service.api import servers as servers_api
+from service.api import stdio as stdio_api
 from service.api import system as system_api
 from service.api.legacy import tools as tools_api
 from service.audit import checkpoints as audit
@@ -51,7 +52,13 @@ from service.orchestration import listener as orchestration_listener
 from service.orchestration import reconciler as orchestration_reconciler
 from service.outbound import OutboundPolicy
 from service.settings import Settings, SettingsError
-from service.status import ReadModels
+from service.stdio import bridges
+
+# The token the health monitor's probes of stdio servers show DTMA's own API (their bridges are
+# served there): an operator's, made afresh at each start, known to this process alone. Its name
+# is upper case, which no listed or stored token's can be.
+BRIDGE_PROBE_TOKEN = "DTMA_STDIO_PROBE"
+bridge_probe_key = web.AppKey("dtma.bridge_probe_token", str)
 
 
 async def open_store(settings: Settings) -> eventstore_store.EventStore:
@@ -178,8 +185,8 @@ async def commands_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def heartbeat_payload(runner: projections_runner.ProjectionRunner) -> dict[str, Any]:
-    models = ReadModels.of(runner)
+def heartbeat_payload(runner: projections_runner.ProjectionRunner, api_url: str) -> dict[str, Any]:
+    models = status.ReadModels.of(runner, api_url)
     return heartbeat.heartbeat_payload(
         system_metrics.dtma_version(),
         system_metrics.read(),
@@ -213,8 +220,14 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     )
     failed = app[keys.metrics_key].loop_failed
     monitor = health_monitor.HealthMonitor(
-        app[keys.store_key], app[keys.runner_key], events.CATALOGUE, failed=failed
+        app[keys.store_key],
+        app[keys.runner_key],
+        events.CATALOGUE,
+        failed=failed,
+        api_url=app[keys.api_url_key],
+        bridge_token=app[bridge_probe_key],
     )
+    stdio_bridges = bridges.Bridges(app[keys.runner_key], app[keys.docker_key])
     monitor.probe_observers.append(app[keys.metrics_key].probed)
     refresher = oauth.Refresher(
         app[keys.context_key],
@@ -234,6 +247,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.reconciler_key] = reconciler
     app[keys.monitor_key] = monitor
+    app[keys.bridges_key] = stdio_bridges
     loops_by_name: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("reconciler", reconciler.run),
         ("docker-listener", listener.run),
@@ -241,11 +255,14 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         ("credential-injector", injector.run),
         ("credential-refresher", refresher.run),
         ("config-applier", applier.run),
+        ("stdio-bridges", stdio_bridges.run),
     ]
     if (client := app.get(keys.backend_key)) is not None:
         runner = app[keys.runner_key]
         beat = heartbeat.Heartbeat(
-            client, lambda: heartbeat_payload(runner), settings.heartbeat_interval_s
+            client,
+            lambda: heartbeat_payload(runner, app[keys.api_url_key]),
+            settings.heartbeat_interval_s,
         )
         monitor.listeners.append(beat.poke)  # a circuit that opens or closes is told at once
         loops_by_name.append(("heartbeat", beat.run))
@@ -273,9 +290,10 @@ def tokens_context(configured: list[tokens.Token]) -> Any:
     """The table of tokens the auth middleware checks; no token at all refuses to start."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        table = token_store.TokenTable(configured, app[keys.store_key].engine)
+        probe = tokens.Token(BRIDGE_PROBE_TOKEN, "operator", tokens.digest(app[bridge_probe_key]))
+        table = token_store.TokenTable([*configured, probe], app[keys.store_key].engine)
         await table.refresh()
-        if not len(table):
+        if len(table) == 1:  # the probes' own token is no token for a person
             raise SettingsError(NO_TOKEN)
         app[keys.tokens_key] = table
         yield
@@ -305,6 +323,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[keys.settings_key] = settings
+    app[keys.api_url_key] = status.api_url(settings.host, settings.port)
+    app[bridge_probe_key] = tokens.new_token()
     app[keys.metrics_key] = measured
     app[keys.statuses_key] = rendered.RenderedAt()
     app[keys.streams_key] = stream_slots.StreamSlots(settings.max_streams_per_token)
@@ -331,6 +351,7 @@ def create_app(settings: Settings) -> web.Application:
         tools_api,
         credentials_api,
         config_api,
+        stdio_api,
     ):
         module.add_routes(app)
     openapi_api.add_routes(app)  # its document, built at startup, covers every route above

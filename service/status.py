@@ -10,6 +10,19 @@ from projections import runner as projections_runner
 from service.handling import answers
 
 LOOPBACK = "127.0.0.1"
+DEFAULT_API_URL = f"http://{LOOPBACK}:30000"
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def api_url(host: str, port: int) -> str:
+    """Where this host reaches DTMA's own API (a wildcard address is reached on the loopback)."""
+    host = LOOPBACK if host in WILDCARDS else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def stdio_endpoint(base: str, server_id: str, replica: int) -> str:
+    """A stdio replica's MCP endpoint: its bridge, on DTMA's API (service/api/stdio.py)."""
+    return f"{base}/stdio/{server_id}/{replica}/mcp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +33,25 @@ class ReadModels:
     observed: containers.ContainersState
     health: health.HealthState
     credentials: credentials.CredentialsState = credentials.CredentialsState()
+    api_url: str = DEFAULT_API_URL  # where stdio replicas are served (`stdio_endpoint`)
 
     @classmethod
-    def of(cls, runner: projections_runner.ProjectionRunner) -> ReadModels:
+    def of(
+        cls, runner: projections_runner.ProjectionRunner, api_url: str = DEFAULT_API_URL
+    ) -> ReadModels:
         return cls(
             runner.state(groups.PROJECTION),
             runner.state(containers.PROJECTION),
             runner.state(health.PROJECTION),
             runner.state(credentials.PROJECTION),
+            api_url,
         )
+
+    def endpoint(self, server: groups.ServerState, instance: containers.Instance) -> str | None:
+        """A running replica's MCP endpoint: its own, or for a stdio server its bridge."""
+        if server.spec.transport == "stdio":
+            return stdio_endpoint(self.api_url, server.spec.id, instance.replica)
+        return endpoint(instance, server.spec.port, server.spec.path)
 
     def missing_credentials(self, server_id: str) -> list[str]:
         """Names the server's `credentialRequirements` ask for that no current version has."""
@@ -84,9 +107,7 @@ def server_status(models: ReadModels, server_id: str) -> answers.McpServerStatus
         status=lifecycle(server.replicas, instances),
         health="unhealthy" if circuit == "open" else overall(server.replicas, healthy, instances),
         circuit_state=circuit,
-        endpoints=[
-            e for e in (endpoint(i, server.spec.port, server.spec.path) for i in running) if e
-        ],
+        endpoints=[e for e in (models.endpoint(server, i) for i in running) if e],
         instances=[instance_status(i, models.instance_health(server_id, i)) for i in instances],
     )
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from service import errors, status
 from service.api import routes, schemas, wire
-from service.api.keys import context_key, runner_key
+from service.api.keys import api_url_key, context_key, runner_key
 from service.api.routes import Route
 from service.api.servers import ACCEPTED
 from service.api.wire import command_meta, read_command, wait_min_position
@@ -23,7 +23,7 @@ async def read(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     group_id = wire.path_id(request)
-    models = status.ReadModels.of(runner)
+    models = status.ReadModels.of(runner, request.app[api_url_key])
     if group_id not in models.desired.groups:
         raise errors.NotFoundError(f"no container group {group_id!r}")
     return wire.answer(group_read(models, group_id, runner.position))

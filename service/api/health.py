@@ -14,7 +14,7 @@ from service import errors, status
 from service import instance as instances
 from service.api import routes, schemas, wire
 from service.api.events import AFTER, LAST_EVENT_ID, SSE, STREAM_FAILURES, serve_sse, sse_message
-from service.api.keys import context_key, monitor_key, reconciler_key, runner_key
+from service.api.keys import api_url_key, context_key, monitor_key, reconciler_key, runner_key
 from service.api.routes import Reply, Route
 from service.api.wire import command_meta, read_command, wait_min_position
 from service.docker import objects
@@ -35,7 +35,7 @@ async def server_health(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = request.match_info["id"]
-    models = status.ReadModels.of(runner)
+    models = status.ReadModels.of(runner, request.app[api_url_key])
     known = server_id in models.desired.servers or models.health.knows(server_id)
     if not known:
         raise errors.NotFoundError(f"no MCP server {server_id!r} is known")
@@ -47,7 +47,8 @@ async def server_health(request: web.Request) -> web.Response:
 async def comprehensive(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
-    models, foreign = status.ReadModels.of(runner), request.app[reconciler_key].foreign
+    models = status.ReadModels.of(runner, request.app[api_url_key])
+    foreign = request.app[reconciler_key].foreign
     report = comprehensive_report(models, datetime.now(UTC), foreign, runner.position)
     return wire.answer(report)
 

@@ -18,6 +18,7 @@ from service.docker import adapter
 from service.handling import context
 from service.health import monitor
 from service.orchestration import reconciler
+from service.stdio import bridges
 
 settings_key = web.AppKey("dtma.settings", settings.Settings)
 store_key = web.AppKey("dtma.store", store.EventStore)
@@ -34,3 +35,7 @@ statuses_key = web.AppKey("dtma.statuses", RenderedAt)  # GET /mcp-servers/statu
 openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at startup
 streams_key = web.AppKey("dtma.streams", StreamSlots)  # open SSE streams per token
 tokens_key = web.AppKey("dtma.tokens", token_store.TokenTable)  # the named tokens and their roles
+api_url_key = web.AppKey("dtma.api_url", str)  # where this host reaches the API
+bridges_key = web.AppKey(
+    "dtma.stdio_bridges", bridges.Bridges
+)  # a bridge per running stdio replica

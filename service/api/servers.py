@@ -9,7 +9,7 @@ from aiohttp import web
 
 from service import errors, status
 from service.api import deploy_guard, routes, schemas, wire
-from service.api.keys import context_key, runner_key, statuses_key
+from service.api.keys import api_url_key, context_key, runner_key, statuses_key
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.handling import commands, handlers
@@ -64,7 +64,7 @@ async def until_settled(
     deadline = loop.time() + wait_ms / 1000
     await runner.wait_for(position, within=wait_ms / 1000)
     while True:
-        models = status.ReadModels.of(runner)
+        models = status.ReadModels.of(runner, request.app[api_url_key])
         statuses = [
             status.server_status(models, s) for s in server_ids if s in models.desired.servers
         ]
@@ -106,7 +106,7 @@ async def all_statuses(request: web.Request) -> web.Response:
     position = runner.position
 
     def render() -> dict[str, Any]:
-        models = status.ReadModels.of(runner)
+        models = status.ReadModels.of(runner, request.app[api_url_key])
         servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
         return schemas.McpServerList(position=position, mcp_servers=servers).wire()
 
@@ -118,7 +118,7 @@ async def one_status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = wire.path_id(request)
-    models = status.ReadModels.of(runner)
+    models = status.ReadModels.of(runner, request.app[api_url_key])
     if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     found = status.server_status(models, server_id)

@@ -16,7 +16,7 @@ import aiodocker
 from aiodocker.containers import DockerContainer
 
 from service import errors
-from service.docker import container_files
+from service.docker import attach, container_files
 from service.docker.errors import (
     DockerConflictError,
     DockerNotFoundError,
@@ -196,6 +196,10 @@ class DockerAdapter:
         short = container_id[:12]
         with translated(f"remove container {short}", missing=f"container {short}"):
             await self._docker().containers.container(container_id).delete(force=True)
+
+    async def attach_stdio(self, container_id: str) -> attach.StdioAttachment:
+        """Attach to a running container's stdin and stdout (never its stderr)."""
+        return await attach.StdioAttachment.open(self._docker(), container_id)
 
     # Containers, start to finish
 

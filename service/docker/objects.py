@@ -42,6 +42,7 @@ class ContainerSpec:
     `user` replaces the image's USER ("1000", "1000:1000", a name). `secrets_tmpfs` mounts a
     small tmpfs at /run/secrets, for images with a shell only: Docker's archive API, the way
     into images without one, cannot reach a tmpfs (see `DockerAdapter.write_secret_file`).
+    `open_stdin` keeps the container's stdin open, without a TTY, for `attach.StdioAttachment`.
     """
 
     name: str
@@ -59,6 +60,7 @@ class ContainerSpec:
     host_ports: Sequence[tuple[int, int]] = ()
     user: str | None = None
     secrets_tmpfs: bool = False
+    open_stdin: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,10 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
         config["Cmd"] = list(spec.command)
     if spec.user is not None:
         config["User"] = spec.user
+    if spec.open_stdin:
+        # Without a TTY stdout and stderr stay apart; StdinOnce false: a detach (a restart of
+        # DTMA) leaves stdin open, so the server lives on until it is attached again.
+        config.update(OpenStdin=True, StdinOnce=False, Tty=False)
     if bindings := _port_bindings(spec):
         config["ExposedPorts"] = {port: {} for port in bindings}
     if spec.network is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -78,7 +78,9 @@ class McpServerSpec(Command):
     command: Annotated[list[Argument], Field(max_length=256)] | None = None
     env: Annotated[dict[Annotated[str, Field(pattern=ENV_NAME)], str], Field(max_length=256)] = {}
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
-    transport: Literal["streamable-http"] = "streamable-http"
+    # stdio: DTMA attaches to the container's stdin and stdout and serves it over Streamable
+    # HTTP itself (service/stdio); `port` and `path` then mean nothing.
+    transport: Literal["streamable-http", "stdio"] = "streamable-http"
     path: Annotated[str, Field(pattern=r"^/\S{0,511}$")] = "/mcp"
     replicas: Annotated[int, Field(ge=0, le=20)] = 1
     depends_on: Annotated[list[ResourceId], Field(max_length=50)] = []
@@ -88,6 +90,12 @@ class McpServerSpec(Command):
     init_containers: Annotated[list[InitContainerSpec], Field(max_length=16)] = []
     cap_add: Annotated[list[Annotated[str, Field(pattern=CAPABILITY)]], Field(max_length=16)] = []
     reload_signal: ReloadSignal | None = None
+
+    @model_validator(mode="after")
+    def _probed_through_the_bridge(self) -> McpServerSpec:
+        if self.transport == "stdio" and self.health_check.type in ("http", "tcp"):
+            raise ValueError("a stdio server is probed with `mcp` (through DTMA) or `none`")
+        return self
 
 
 class DeployGroup(Command):

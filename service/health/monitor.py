@@ -54,6 +54,7 @@ class Target:
     url: str | None  # mcp/http
     host: str | None  # tcp
     port: int | None
+    bridged: bool = False  # a stdio server's: `url` is its bridge, on DTMA's own API
 
 
 def targets(models: status.ReadModels) -> dict[str, Target]:
@@ -67,6 +68,9 @@ def targets(models: status.ReadModels) -> dict[str, Target]:
             if instance.state != "running" or not instance.container_id:
                 continue
             url = status.endpoint(instance, server.spec.port, check.url or server.spec.path)
+            bridged = server.spec.transport == "stdio"
+            if bridged:
+                url = models.endpoint(server, instance)
             if url is None:
                 continue
             host, port = (
@@ -83,6 +87,7 @@ def targets(models: status.ReadModels) -> dict[str, Target]:
                 url,
                 host,
                 port,
+                bridged,
             )
     return found
 
@@ -110,8 +115,14 @@ class HealthMonitor:
         catalogue: eventstore_catalogue.Catalogue,
         concurrency: int = 64,
         failed: Callable[[str], None] = loops.uncounted,
+        api_url: str = status.DEFAULT_API_URL,
+        bridge_token: str | None = None,
     ) -> None:
+        """`bridge_token` authenticates the probes of stdio servers to DTMA's own API."""
         self._store = store
+        self._api_url = api_url
+        self._bridge_headers = {"Authorization": f"Bearer {bridge_token}"} if bridge_token else {}
+        self._bridge_session: aiohttp.ClientSession | None = None
         self._runner = runner
         self._catalogue = catalogue
         self._limit = asyncio.Semaphore(concurrency)
@@ -136,8 +147,13 @@ class HealthMonitor:
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            # apart: its token goes to DTMA's own API only, never to a server
+            aiohttp.ClientSession(headers=self._bridge_headers) as bridge_session,
+        ):
             self._session = session
+            self._bridge_session = bridge_session
             parts = [
                 self._supervised("probe-targets", self._follow_targets),
                 self._supervised("breaker-log", self._follow_log),
@@ -159,7 +175,7 @@ class HealthMonitor:
     async def _follow_targets(self) -> None:
         """Keep one probe loop per running replica, following the projections."""
         while True:
-            wanted = targets(status.ReadModels.of(self._runner))
+            wanted = targets(status.ReadModels.of(self._runner, self._api_url))
             for container_id in set(self._tasks) - set(wanted):
                 self._tasks.pop(container_id).cancel()
             for container_id, target in wanted.items():
@@ -210,7 +226,7 @@ class HealthMonitor:
 
     async def _probe(self, target: Target) -> probes.ProbeResult:
         timeout = target.check.timeout_ms / 1000
-        session = self._session
+        session = self._bridge_session if target.bridged else self._session
         assert session is not None, "probes run only inside run()"
         match target.check.type:
             case "mcp":

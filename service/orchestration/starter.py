@@ -236,7 +236,9 @@ def replica_container(
         command=list(spec.command) if spec.command is not None else None,
         network=network_name(group_id),
         aliases=[spec.id],
-        container_port=spec.port,
+        # a stdio server is reached through its stdin and stdout: no port, stdin kept open
+        container_port=None if spec.transport == "stdio" else spec.port,
+        open_stdin=spec.transport == "stdio",
         memory_mb=limits.memory_mb,
         cpus=limits.cpus,
         pids=limits.pids or specs.DEFAULT_PIDS,

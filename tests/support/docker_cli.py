@@ -50,6 +50,14 @@ async def _checked(
     return output
 
 
+async def container_log(container_id: str) -> tuple[str, str]:
+    """`docker logs`: what the container wrote to its standard output, and to its standard error."""
+    code, output, error = await _run("logs", container_id)
+    if code != 0:
+        raise AssertionError(f"docker logs {container_id}: {error}")
+    return output.decode(errors="replace"), error
+
+
 async def inspect_raw(kind: str, name_or_id: str) -> dict[str, Any]:
     """`docker <kind> inspect`'s JSON: what the engine holds, not the adapter's reading of it."""
     found: list[dict[str, Any]] = json.loads(await docker_cli(kind, "inspect", name_or_id))

@@ -56,6 +56,7 @@ ROUTES = [
     ("GET", "/audit/verify", "reader"),
     ("GET", "/mcp-servers/status", "reader"),
     ("POST", BREAKER, "operator"),
+    ("GET", "/stdio/search/1/mcp", "operator"),  # a stdio replica's stream: an operator's only
     ("POST", "/credentials/inject", "admin"),
     ("DELETE", "/credentials/search", "admin"),
 ]

@@ -19,3 +19,9 @@ def test_a_fixed_host_port_replaces_the_free_one_of_the_same_port() -> None:
     spec = ContainerSpec(name="n", image="i", container_port=8000, host_ports=((8000, 18000),))
     bindings = container_config(spec)["HostConfig"]["PortBindings"]
     assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18000"}]}
+
+
+def test_an_open_stdin_is_kept_open_without_a_tty_and_only_when_asked() -> None:
+    opened = container_config(ContainerSpec(name="n", image="i", open_stdin=True))
+    assert (opened["OpenStdin"], opened["StdinOnce"], opened["Tty"]) == (True, False, False)
+    assert "OpenStdin" not in container_config(ContainerSpec(name="n", image="i"))

@@ -118,3 +118,14 @@ def test_the_wire_spec_refuses_bad_fields() -> None:
     for body in bad:
         with pytest.raises(ValueError):
             commands.DeployGroup.model_validate(body)
+
+
+def test_a_stdio_server_is_declared_with_its_transport_and_probed_only_through_dtma() -> None:
+    _, declared = decisions.deploy_group(
+        groups.GroupsState(), deploy("g", server("a", transport="stdio"))
+    )
+    assert isinstance(declared, events.ServerDeclared) and declared.spec.transport == "stdio"
+    for check in ("http", "tcp"):
+        with pytest.raises(ValueError, match="probed with `mcp`"):
+            deploy("g", server("a", transport="stdio", healthCheck={"type": check}))
+    deploy("g", server("a", transport="stdio", healthCheck={"type": "none"}))

@@ -1,5 +1,6 @@
 """A small MCP server for the tests: the official SDK's Streamable HTTP transport at /mcp, one
-tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
+tool (`echo`), or its stdio transport with more tools. It runs inside the image
+`tests/support/mcp_image.py` builds."""
 
 # Switches, from the environment:
 #   PORT               the port it listens on, on 0.0.0.0 (default 8000)
@@ -9,6 +10,13 @@ tool (`echo`). It runs inside the image `tests/support/mcp_image.py` builds."""
 #   MCP_ALLOCATE_MB    hold that much memory, every byte written, from the start (OOM tests)
 #   MCP_LEGACY_ONLY=1  answer `server/discover` as a server of 2025-11-25 or earlier would:
 #                      HTTP 200 with JSON-RPC error -32601; everything else as usual
+#   MCP_TRANSPORT=stdio  speak MCP on standard input and output (the SDK's stdio transport)
+#                      instead of HTTP, with three more tools: `wait` (answer `text` after
+#                      `seconds`; says "cancelled wait: <text>" if cancelled), `count`
+#                      (report progress 1..`to`, pausing `pause` s after each, then answer
+#                      `text`) and `roots` (ask the client for its roots, a server-to-client
+#                      request, and answer "roots: <n>" or "refused: <the error>"); each tool
+#                      call says "called <tool>: <text>" on standard error
 # Always: a DELETE that closes a session logs "session closed: <id>" (standard error), so a
 # test can read in `docker logs` that a client ended its session. At start it logs
 # "config at start: <sha256 of /etc/mcp/config.json, or absent>", and on SIGHUP
@@ -40,6 +48,8 @@ def main() -> None:
         schedule_crash(float(crash_after))
     if os.environ.get("MCP_HANG") == "1":
         hang(port)
+    if os.environ.get("MCP_TRANSPORT") == "stdio":
+        serve_stdio()
     serve(port, os.environ.get("MCP_REQUIRE_TOKEN"))
 
 
@@ -101,6 +111,55 @@ def serve(port: int, token: str | None) -> None:
         app = refuse_discover(app)
     guarded = app if token is None else require_bearer(app, token)
     uvicorn.run(guarded, host="0.0.0.0", port=port, log_level="info")
+
+
+def serve_stdio() -> NoReturn:
+    # The SDK reads the tools' annotations (strings here) in this module's globals: it finds
+    # `Context` there to pass a tool its request's context.
+    global Context
+    import anyio
+    from mcp.server.mcpserver import Context, MCPServer
+
+    server: MCPServer[Any] = MCPServer(SERVER_NAME, version=SERVER_VERSION)
+
+    @server.tool()
+    async def echo(text: str) -> str:
+        """Answer with `text`, unchanged."""
+        say(f"called echo: {text}")
+        return text
+
+    @server.tool()
+    async def wait(text: str, seconds: float) -> str:
+        """Answer with `text` after `seconds`."""
+        say(f"called wait: {text}")
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            say(f"cancelled wait: {text}")
+            raise
+        return text
+
+    @server.tool()
+    async def count(text: str, to: int, pause: float, ctx: Context) -> str:
+        """Report progress 1..`to`, then answer with `text`."""
+        say(f"called count: {text}")
+        for step in range(1, to + 1):
+            await ctx.report_progress(step, to)
+            await anyio.sleep(pause)
+        return text
+
+    @server.tool()
+    async def roots(text: str, ctx: Context) -> str:
+        """Ask the client for its roots."""
+        say(f"called roots: {text}")
+        try:
+            listed = await ctx.session.list_roots()
+        except Exception as exc:  # noqa: BLE001 - the answer says what happened
+            return f"refused: {exc}"
+        return f"roots: {len(listed.roots)}"
+
+    server.run("stdio")
+    sys.exit(0)
 
 
 def require_bearer(app: Any, token: str) -> Any:
