@@ -36,6 +36,5 @@ openapi_key = web.AppKey("dtma.openapi", bytes)  # the document, built once at s
 streams_key = web.AppKey("dtma.streams", StreamSlots)  # open SSE streams per token
 tokens_key = web.AppKey("dtma.tokens", token_store.TokenTable)  # the named tokens and their roles
 api_url_key = web.AppKey("dtma.api_url", str)  # where this host reaches the API
-bridges_key = web.AppKey(
-    "dtma.stdio_bridges", bridges.Bridges
-)  # a bridge per running stdio replica
+# a bridge per running stdio replica
+bridges_key = web.AppKey("dtma.stdio_bridges", bridges.Bridges)
