@@ -32,6 +32,7 @@ from service.api import events as events_api
 from service.api import groups as groups_api
 from service.api import health as health_api
 from service.api import openapi as openapi_api
+from service.api import registries as registries_api
 from service.api import routes
 from service.api import servers as servers_api
 from service.api import system as system_api
@@ -42,6 +43,7 @@ from service.api.keys import (
     instance_key,
     metrics_key,
     monitor_key,
+    puller_key,
     reconciler_key,
     ring_key,
     runner_key,
@@ -69,6 +71,7 @@ from service.metrics import Metrics
 from service.orchestration.listener import DockerListener
 from service.orchestration.reconciler import Reconciler
 from service.outbound import OutboundPolicy
+from service.registries import pulls
 from service.settings import Settings, SettingsError
 from service.status import ReadModels
 
@@ -164,6 +167,7 @@ async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
 async def docker_context(app: web.Application) -> AsyncIterator[None]:
     async with DockerAdapter(app[settings_key].docker_host) as docker:
         app[docker_key] = docker
+        app[puller_key] = pulls.ImagePuller(app[runner_key], docker, app[ring_key])
         yield
 
 
@@ -203,6 +207,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         interval=settings.reconcile_interval_s,
         ring=app[ring_key],
         policy=settings.policy(),
+        puller=app[puller_key],
     )
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler
@@ -316,6 +321,7 @@ def create_app(settings: Settings) -> web.Application:
         tools_api,
         credentials_api,
         config_api,
+        registries_api,
     ):
         module.add_routes(app)
     openapi_api.add_routes(app)  # its document, built at startup, covers every route above

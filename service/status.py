@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from projections import containers, credentials, groups, health, specs
+from projections import containers, credentials, groups, health, images, specs
 from projections.runner import ProjectionRunner
 
 LOOPBACK = "127.0.0.1"
@@ -19,6 +19,7 @@ class ReadModels:
     observed: containers.ContainersState
     health: health.HealthState
     credentials: credentials.CredentialsState = credentials.CredentialsState()
+    images: images.ImagesState = images.ImagesState()
 
     @classmethod
     def of(cls, runner: ProjectionRunner) -> ReadModels:
@@ -27,6 +28,7 @@ class ReadModels:
             runner.state(containers.PROJECTION),
             runner.state(health.PROJECTION),
             runner.state(credentials.PROJECTION),
+            runner.state(images.PROJECTION),
         )
 
     def missing_credentials(self, server_id: str) -> list[str]:
@@ -69,14 +71,19 @@ def server_status(models: ReadModels, server_id: str) -> dict[str, Any]:
     running = [i for i in instances if i.state == "running"]
     healthy = models.healthy_replicas(server_id)
     circuit = models.health.circuit(server_id).state
+    pin = models.images.pin(server_id, server.generation, server.spec.image)
+    pull_failed = models.images.failures.get(server_id) if len(running) < server.replicas else None
     return {
         "id": server_id,
         "groupId": server.group_id,
         "image": server.spec.image,
+        "imageDigest": pin.digest if pin else None,
         "desiredReplicas": server.replicas,
         "runningReplicas": len(running),
         "healthyReplicas": healthy,
-        "status": lifecycle(server.replicas, instances),
+        # a pull that failed is why replicas are missing: no container could be made
+        "status": "failed" if pull_failed else lifecycle(server.replicas, instances),
+        "reason": pull_failed.reason if pull_failed else None,
         "health": "unhealthy"
         if circuit == "open"
         else overall(server.replicas, healthy, instances),

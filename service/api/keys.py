@@ -19,6 +19,7 @@ from service.handling.handlers import CommandContext
 from service.health.monitor import HealthMonitor
 from service.metrics import Metrics
 from service.orchestration.reconciler import Reconciler
+from service.registries.pulls import ImagePuller
 from service.settings import Settings
 
 settings_key = web.AppKey("dtma.settings", Settings)
@@ -27,6 +28,7 @@ runner_key = web.AppKey("dtma.runner", ProjectionRunner)
 context_key = web.AppKey("dtma.context", CommandContext)
 docker_key = web.AppKey("dtma.docker", DockerAdapter)
 reconciler_key = web.AppKey("dtma.reconciler", Reconciler)
+puller_key = web.AppKey("dtma.puller", ImagePuller)  # pulls images; what is pulling now
 monitor_key = web.AppKey("dtma.health_monitor", HealthMonitor)
 backend_key = web.AppKey("dtma.backend", BackendClient)
 ring_key = web.AppKey("dtma.keyring", KeyRing)

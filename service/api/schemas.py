@@ -59,10 +59,14 @@ class McpServerStatus(Answer):
     id: str
     group_id: str
     image: str
+    image_digest: str | None = Field(
+        description="the digest pinned for the server's current generation: what its replicas run"
+    )
     desired_replicas: int
     running_replicas: int
     healthy_replicas: int
     status: Lifecycle
+    reason: str | None = Field(description="why it failed: its image could not be pulled")
     health: ServerHealth
     circuit_state: Circuit
     endpoints: list[str]

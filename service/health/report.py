@@ -223,6 +223,16 @@ def missing_credentials(facts: ServerFacts) -> Advice:
         yield "inject_credentials", reason
 
 
+def failed_pull(facts: ServerFacts) -> Advice:
+    failure = facts.models.images.failures.get(facts.server_id)
+    if failure is not None:
+        reason = (
+            f"image {failure.image} could not be pulled at {failure.at} ({failure.reason}); "
+            "it is retried with backoff: check the reference and POST /registries"
+        )
+        yield "check_image_or_registry_credentials", reason
+
+
 def open_circuit(facts: ServerFacts) -> Advice:
     view = facts.models.health.circuit(facts.server_id)
     if view.state == "open":
@@ -243,6 +253,7 @@ RULES: tuple[Callable[[ServerFacts], Advice], ...] = (
     failed_injection,
     expired_credentials,
     missing_credentials,
+    failed_pull,
     open_circuit,
 )
 

@@ -25,6 +25,7 @@ from service.container_policy import ContainerPolicy
 from service.docker.adapter import ContainerInfo, DockerAdapter
 from service.orchestration import adoption, rollouts
 from service.orchestration.action_log import ActionLog
+from service.orchestration.images import ReplicaImages
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
     Replica,
@@ -38,6 +39,7 @@ from service.orchestration.replicas import (
     wanted_env,
 )
 from service.orchestration.starter import ReplicaStarter
+from service.registries import pulls
 from service.status import ReadModels
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ PASSIVE_EVENTS = frozenset(
         "ServerConfigured",
         "ConfigApplied",
         "ConfigApplyFailed",
+        "ImagePulled",
+        "ImagePullFailed",
+        "RegistryCredentialsStored",
+        "RegistryCredentialsForgotten",
     }
 )
 
@@ -76,6 +82,7 @@ class Reconciler:
         ring: KeyRing | None = None,
         instance_id: str = "",
         policy: ContainerPolicy = container_policy.DEFAULT_POLICY,
+        puller: pulls.ImagePuller | None = None,
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._instance_id = instance_id
@@ -95,6 +102,8 @@ class Reconciler:
         self.removing: set[str] = set()  # container ids being removed on purpose
         self._seen = 0  # the position of the models the last pass read
         self._log = ActionLog(store, catalogue)
+        self.puller = puller or pulls.ImagePuller(runner, docker, ring)
+        images = ReplicaImages(runner, docker, self.puller, self._log)
         self._starter = ReplicaStarter(
             runner,
             docker,
@@ -103,6 +112,7 @@ class Reconciler:
             self.removing,
             self._stamped,
             ring,
+            images,
             policy,
         )
 
@@ -340,10 +350,13 @@ class Reconciler:
             for r in range(1, server.replicas + 1)
             if (server_id, r) not in present and self._backoff.due((server_id, r), self._now())
         ]
+        image = await self._starter.image(server, replicas) if replicas else None
+        if image is None:
+            return
 
         async def start(replica: int) -> bool:
             async with limit:
-                return await self._starter.start(desired, group, server, replica)
+                return await self._starter.start(desired, group, server, replica, image=image)
 
         await asyncio.gather(*(start(r) for r in replicas))
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from service import errors, status
 from service.api import routes
-from service.api.keys import context_key, docker_key, instance_key, runner_key
+from service.api.keys import context_key, instance_key, puller_key, runner_key
 from service.api.legacy import schemas as tool_schemas
 from service.api.middlewares import translate
 from service.api.routes import Param, Reply, Route
@@ -33,7 +33,7 @@ REQUIRED = ("dockerImageUrl", "instanceNameOnToolbox", "accountToolInstanceId")
 async def create(request: web.Request) -> web.Response:
     command, body = await read_create_tool(request)
     app, meta = request.app, command_meta(request, body)
-    tool = await legacy.create_tool(app[context_key], app[docker_key], command, meta)
+    tool = await legacy.create_tool(app[context_key], app[puller_key], command, meta)
     data = {**created_json(tool), "state": tool.status}
     return answer(f"Tool '{tool.name}' deployed successfully.", data, status=CREATED)
 
