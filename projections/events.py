@@ -302,6 +302,7 @@ class ImagePullFailed(Event):
     (never a credential). Not a container failure: the breaker does not count it."""
 
     server_id: str
+    generation: int
     image: str
     reason: str
 

@@ -21,6 +21,7 @@ class Pin(BaseModel):
 class PullFailure(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    generation: int
     image: str
     reason: str
     at: str
@@ -39,6 +40,11 @@ class ImagesState(BaseModel):
             return None
         return pin
 
+    def failure(self, server_id: str, generation: int) -> PullFailure | None:
+        """Why the image of that generation of the server could not be had, until it is."""
+        failure = self.failures.get(server_id)
+        return failure if failure is not None and failure.generation == generation else None
+
 
 def apply(state: ImagesState, event: events.Event, at: events.Envelope) -> ImagesState:
     match event:
@@ -52,7 +58,12 @@ def apply(state: ImagesState, event: events.Event, at: events.Envelope) -> Image
             failures = {k: v for k, v in state.failures.items() if k != event.server_id}
             return ImagesState(pins={**state.pins, event.server_id: pin}, failures=failures)
         case events.ImagePullFailed():
-            failure = PullFailure(image=event.image, reason=event.reason, at=at.recorded_at)
+            failure = PullFailure(
+                generation=event.generation,
+                image=event.image,
+                reason=event.reason,
+                at=at.recorded_at,
+            )
             return state.model_copy(
                 update={"failures": {**state.failures, event.server_id: failure}}
             )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from projections import containers, credentials, groups, health, images, specs
@@ -20,15 +21,20 @@ class ReadModels:
     health: health.HealthState
     credentials: credentials.CredentialsState = credentials.CredentialsState()
     images: images.ImagesState = images.ImagesState()
+    # server id -> bytes done and total of the image it waits for: in memory, not in the log
+    pulling: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, runner: ProjectionRunner) -> ReadModels:
+    def of(
+        cls, runner: ProjectionRunner, pulling: Mapping[str, tuple[int, int | None]] | None = None
+    ) -> ReadModels:
         return cls(
             runner.state(groups.PROJECTION),
             runner.state(containers.PROJECTION),
             runner.state(health.PROJECTION),
             runner.state(credentials.PROJECTION),
             runner.state(images.PROJECTION),
+            dict(pulling or {}),
         )
 
     def missing_credentials(self, server_id: str) -> list[str]:
@@ -72,7 +78,11 @@ def server_status(models: ReadModels, server_id: str) -> dict[str, Any]:
     healthy = models.healthy_replicas(server_id)
     circuit = models.health.circuit(server_id).state
     pin = models.images.pin(server_id, server.generation, server.spec.image)
-    pull_failed = models.images.failures.get(server_id) if len(running) < server.replicas else None
+    pull_failed = (
+        models.images.failure(server_id, server.generation)
+        if len(running) < server.replicas
+        else None
+    )
     return {
         "id": server_id,
         "groupId": server.group_id,
@@ -91,7 +101,8 @@ def server_status(models: ReadModels, server_id: str) -> dict[str, Any]:
         "endpoints": [
             e for e in (endpoint(i, server.spec.port, server.spec.path) for i in running) if e
         ],
-        "instances": [instance_json(i, models.instance_health(server_id, i)) for i in instances],
+        "instances": [instance_json(i, models.instance_health(server_id, i)) for i in instances]
+        + pulling_json(server.replicas, instances, models.pulling.get(server_id)),
     }
 
 
@@ -138,6 +149,33 @@ def instance_json(instance: containers.Instance, health: str) -> dict[str, Any]:
         "oomKilled": instance.oom_killed,
         "reason": instance.reason,
     }
+
+
+def pulling_json(
+    desired: int, instances: list[containers.Instance], pulling: tuple[int, int | None] | None
+) -> list[dict[str, Any]]:
+    """The replicas that have no container yet because their image is being pulled."""
+    if pulling is None:
+        return []
+    present = {i.replica for i in instances}
+    return [
+        {
+            "replica": replica,
+            "containerId": None,
+            "containerName": None,
+            "state": "pulling",
+            "health": "starting",
+            "restartCount": 0,
+            "startedAt": None,
+            "exitCode": None,
+            "oomKilled": False,
+            "reason": None,
+            "pullBytesDone": pulling[0],
+            "pullBytesTotal": pulling[1],
+        }
+        for replica in range(1, desired + 1)
+        if replica not in present
+    ]
 
 
 def group_view(models: ReadModels, group_id: str) -> dict[str, Any]:

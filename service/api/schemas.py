@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 Circuit = Literal["closed", "open", "half_open"]
 ServerHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 Lifecycle = Literal["pending", "starting", "running", "degraded", "failed", "stopped"]
-ContainerState = Literal["created", "running", "exited", "failed"]
+ContainerState = Literal["pulling", "created", "running", "exited", "failed"]
 
 
 class Answer(BaseModel):
@@ -53,6 +53,12 @@ class InstanceStatus(Answer):
     exit_code: int | None
     oom_killed: bool
     reason: str | None
+    pull_bytes_done: int | None = Field(
+        None, description="while `pulling`: bytes of the image's layers fetched so far"
+    )
+    pull_bytes_total: int | None = Field(
+        None, description="while `pulling`: their size, once the registry has said it"
+    )
 
 
 class McpServerStatus(Answer):

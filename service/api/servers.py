@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
 
 from service import errors, status
 from service.api import deploy_guard, routes, schemas, wire
-from service.api.keys import context_key, runner_key, statuses_key
+from service.api.keys import context_key, puller_key, runner_key, statuses_key
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.handling import commands, handlers
@@ -102,12 +103,16 @@ async def all_statuses(request: web.Request) -> web.Response:
     await wait_min_position(request, runner)
     position = runner.position
 
+    pulling = request.app[puller_key].progress()
+
     def render() -> dict[str, Any]:
-        models = status.ReadModels.of(runner)
+        models = status.ReadModels.of(runner, pulling)
         servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
         return {"position": position, "mcpServers": servers}
 
-    body = request.app[statuses_key].body(position, render)
+    # progress changes between positions: only a body without any is shared
+    shared = request.app[statuses_key]
+    body = json.dumps(render()).encode() if pulling else shared.body(position, render)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -115,7 +120,7 @@ async def one_status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = wire.path_id(request)
-    models = status.ReadModels.of(runner)
+    models = status.ReadModels.of(runner, request.app[puller_key].progress())
     if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     return web.json_response(

@@ -224,7 +224,8 @@ def missing_credentials(facts: ServerFacts) -> Advice:
 
 
 def failed_pull(facts: ServerFacts) -> Advice:
-    failure = facts.models.images.failures.get(facts.server_id)
+    server = facts.models.desired.servers[facts.server_id]
+    failure = facts.models.images.failure(facts.server_id, server.generation)
     if failure is not None:
         reason = (
             f"image {failure.image} could not be pulled at {failure.at} ({failure.reason}); "

@@ -32,7 +32,12 @@ class ReplicaImages:
         try:
             return await self._resolved(server)
         except errors.ImagePullError as exc:
-            failed = events.ImagePullFailed(server_id=spec.id, image=spec.image, reason=exc.message)
+            failed = events.ImagePullFailed(
+                server_id=spec.id,
+                generation=server.generation,
+                image=spec.image,
+                reason=exc.message,
+            )
             await self._log.record(spec.id, failed, server.changed_at)
             return None
 
@@ -41,10 +46,13 @@ class ReplicaImages:
         policy says; a failure is recorded."""
         init = server.spec.init_containers[index - 1]
         try:
-            await self._puller.ensure(init.image, init.image_pull_policy)
+            await self._puller.ensure(init.image, init.image_pull_policy, server.spec.id)
         except errors.ImagePullError as exc:
             failed = events.ImagePullFailed(
-                server_id=server.spec.id, image=init.image, reason=exc.message
+                server_id=server.spec.id,
+                generation=server.generation,
+                image=init.image,
+                reason=exc.message,
             )
             await self._log.record(server.spec.id, failed, server.generation)
             return False
@@ -56,9 +64,9 @@ class ReplicaImages:
         pin = self._runner.state(images.PROJECTION).pin(spec.id, server.generation, spec.image)
         if pin is not None and policy != "Always":
             # the pinned bits, pulled again by digest if they left this host
-            await self._puller.ensure(pin.reference, policy)
+            await self._puller.ensure(pin.reference, policy, spec.id)
             return pin.reference
-        image, pulled = await self._puller.ensure(spec.image, policy)
+        image, pulled = await self._puller.ensure(spec.image, policy, spec.id)
         digest, reference = references.digest_of(image, spec.image)
         if pin is None or pin.digest != digest:
             pinned = events.ImagePulled(

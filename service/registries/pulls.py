@@ -30,13 +30,36 @@ class ImagePuller:
         self._ring = ring
         self._locks: dict[str, asyncio.Lock] = {}
         self.pulling: dict[str, Pulling] = {}  # reference -> its progress, while it pulls
+        self._for: dict[str, str] = {}  # server id -> the reference it waits for
 
-    async def ensure(self, reference: str, policy: specs.PullPolicy) -> tuple[dict[str, Any], bool]:
+    def progress(self) -> dict[str, tuple[int, int | None]]:
+        """Server id -> bytes done and total of the image it waits for, while that pulls."""
+        return {
+            server_id: (pulling.done, pulling.total)
+            for server_id, reference in self._for.items()
+            if (pulling := self.pulling.get(reference)) is not None
+        }
+
+    async def ensure(
+        self, reference: str, policy: specs.PullPolicy, server_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """The image `reference` names, pulled if `policy` says so; and whether it was.
+        While it pulls, `server_id` is reported waiting for it.
 
         Raises `errors.ImagePullError` (no image, the registry refused or is down, or absent
         under `Never`), never with a credential in its message.
         """
+        if server_id is not None:
+            self._for[server_id] = reference
+        try:
+            return await self._ensure(reference, policy)
+        finally:
+            if server_id is not None and self._for.get(server_id) == reference:
+                del self._for[server_id]
+
+    async def _ensure(
+        self, reference: str, policy: specs.PullPolicy
+    ) -> tuple[dict[str, Any], bool]:
         async with self._locks.setdefault(reference, asyncio.Lock()):
             if policy != "Always" and (found := await self._docker.find_image(reference)):
                 return found, False
