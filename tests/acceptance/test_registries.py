@@ -4,6 +4,7 @@ and the registry password nowhere it should not be."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -22,7 +23,7 @@ from tests.acceptance.test_health import FAST_PROBES, log_of, status_of, until_h
 from tests.acceptance.test_orchestration import containers_of
 from tests.conftest import AUTH
 from tests.support.api import all_events
-from tests.support.docker_cli import inspect_raw
+from tests.support.docker_cli import docker_cli, inspect_raw
 from tests.support.registry import Registry, moved_variant, remove_pulled
 from tests.support.waiting import wait_until
 
@@ -215,3 +216,23 @@ async def test_a_tool_image_is_never_an_image_id_prefix(
     assert response.status == 404, answer
     assert answer["success"] is False and prefix in answer["error"]
     assert [e["type"] for e in await all_events(service)] == []  # nothing was declared
+
+
+async def test_a_pull_reports_the_bytes_of_its_layers(
+    registry: Registry, mcp_image: str, docker: DockerAdapter
+) -> None:
+    payload = secrets.token_bytes(8 * 1024 * 1024)  # random: it stays 8 MiB when gzipped
+    variant = await moved_variant(mcp_image, secrets.token_hex(4), payload)
+    reference = await registry.push(variant, f"dtma-test/layer-{secrets.token_hex(4)}", "v1")
+    await docker_cli("image", "rm", variant)  # its new layer leaves this host with it
+    seen: list[tuple[int, int | None]] = []
+    auth = {"username": registry.username, "password": registry.password}
+    try:
+        await docker.pull_image(reference, auth, lambda done, total: seen.append((done, total)))
+    finally:
+        await remove_pulled(registry.address)
+
+    assert seen, "no progress was reported"
+    done, total = seen[-1]
+    assert total is not None and total >= len(payload)
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))

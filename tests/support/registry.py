@@ -132,15 +132,20 @@ def _wait_ready(address: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"docker-registry did not answer on {address} within {READY_S:g} s")
 
 
-async def moved_variant(local: str, label: str) -> str:
-    """A new image made from `local` with one more label (other bits, another digest)."""
+async def moved_variant(local: str, label: str, payload: bytes = b"") -> str:
+    """A new image made from `local` with one more label (other bits, another digest) and,
+    given a `payload`, a layer holding it at /payload."""
     tag = f"{local.rsplit(':', 1)[0]}-variant:{label}"
-    dockerfile = f"FROM {local}\nLABEL dtma.test.variant={label}\n".encode()
+    dockerfile = f"FROM {local}\nLABEL dtma.test.variant={label}\n"
+    files = {"payload": payload} if payload else {}
+    if payload:
+        dockerfile += "COPY payload /payload\n"
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        entry = tarfile.TarInfo("Dockerfile")
-        entry.size = len(dockerfile)
-        archive.addfile(entry, io.BytesIO(dockerfile))
+        for name, content in {"Dockerfile": dockerfile.encode(), **files}.items():
+            entry = tarfile.TarInfo(name)
+            entry.size = len(content)
+            archive.addfile(entry, io.BytesIO(content))
     await build_image(tag, buffer.getvalue())
     return tag
 
