@@ -236,3 +236,30 @@ async def test_a_pull_reports_the_bytes_of_its_layers(
     done, total = seen[-1]
     assert total is not None and total >= len(payload)
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+
+
+async def test_init_containers_and_legacy_tools_pull_from_the_registry_too(
+    service: Any,
+    registry: Registry,
+    pushed: str,
+    busybox: str,
+    mcp_image: str,
+    docker: DockerAdapter,
+) -> None:
+    init = await registry.push(busybox, f"dtma-test/init-{secrets.token_hex(4)}", "v1")
+    await store_credentials(service, registry, registry.password)
+    migrate = {"image": init, "command": ["sh", "-c", "echo migrated"]}
+    position = await deploy(service, "with-init", mcp_image, initContainers=[migrate])
+    await until_healthy(service, "with-init", position)
+    assert await docker.image_exists(init)
+    assert [e["type"] for e in await of_type(service, "with-init", "ImagePullFailed")] == []
+
+    body = {
+        "dockerImageUrl": pushed,
+        "instanceNameOnToolbox": "pulled-tool",
+        "accountToolInstanceId": "ati-2",
+    }
+    response = await service.post("/tools", json=body, headers=AUTH)
+    answer = await response.json()
+    assert response.status == 201, answer
+    assert answer["data"]["image"] == pushed and answer["data"]["state"] == "running"
