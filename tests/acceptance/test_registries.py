@@ -24,6 +24,7 @@ from tests.acceptance.test_orchestration import containers_of
 from tests.conftest import AUTH
 from tests.support.api import all_events
 from tests.support.docker_cli import docker_cli, inspect_raw
+from tests.support.images import ensure_commandless_image
 from tests.support.registry import Registry, moved_variant, remove_pulled
 from tests.support.waiting import wait_until
 
@@ -263,3 +264,18 @@ async def test_init_containers_and_legacy_tools_pull_from_the_registry_too(
     answer = await response.json()
     assert response.status == 201, answer
     assert answer["data"]["image"] == pushed and answer["data"]["state"] == "running"
+
+
+async def test_a_tool_image_without_a_command_is_a_422_naming_it(
+    service: Any, docker: DockerAdapter
+) -> None:
+    image = await ensure_commandless_image(docker)
+    body = {
+        "dockerImageUrl": image,
+        "instanceNameOnToolbox": "no-command",
+        "accountToolInstanceId": "ati-3",
+    }
+    response = await service.post("/tools", json=body, headers=AUTH)
+    answer = await response.json()
+    assert response.status == 422, answer
+    assert image in answer["error"] and "no command" in answer["error"]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
-from service.docker import images
-from service.docker.adapter import DockerAdapter
+from service.docker import errors, images
+from service.docker.adapter import ContainerSpec, DockerAdapter
+from tests.support.docker import run_labels
+from tests.support.images import ensure_commandless_image
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE_ID = "sha256:" + "0c" * 32
@@ -60,3 +64,19 @@ async def test_a_prefix_of_an_images_id_finds_nothing(
     assert await docker.inspect_image(prefix)  # Docker's own lookup matches it...
     assert not await docker.image_exists(prefix)  # ...a reference does not
     assert not await docker.image_exists(image_id[7])
+
+
+@pytest.mark.docker
+async def test_an_image_docker_cannot_make_a_container_of_is_a_422_naming_it(
+    docker: DockerAdapter,
+) -> None:
+    image = await ensure_commandless_image(docker)
+    spec = ContainerSpec(
+        name=f"dtma-refused-{secrets.token_hex(3)}", image=image, labels=run_labels()
+    )
+
+    with pytest.raises(errors.ImageRefusedError) as refused:
+        await docker.create_container(spec)
+
+    assert refused.value.status == 422 and image in refused.value.message
+    assert "No command specified" in refused.value.message
