@@ -2,7 +2,16 @@
 
 from typing import Any
 
-from projections import config, containers, credentials, events, groups, health
+from projections import (
+    config,
+    containers,
+    credentials,
+    events,
+    groups,
+    health,
+    images,
+    registries,
+)
 from projections.folds import Projection
 from projections.runner import FoldSet, ProjectionRunner, fold_log
 
@@ -12,6 +21,8 @@ ALL: tuple[Projection[Any], ...] = (
     containers.PROJECTION,
     credentials.PROJECTION,
     config.PROJECTION,
+    images.PROJECTION,
+    registries.PROJECTION,
 )
 
 __all__ = [
@@ -26,4 +37,6 @@ __all__ = [
     "fold_log",
     "groups",
     "health",
+    "images",
+    "registries",
 ]

@@ -267,6 +267,46 @@ class CredentialsRevoked(Event):
     key_ids: tuple[str, ...]
 
 
+class RegistryCredentialsStored(Event):
+    """Credentials DTMA pulls from the registry `server` with. The password is sealed with the
+    data key `key_id` (ciphertext only); destroying that key forgets it for good."""
+
+    server: str
+    username: str
+    key_id: str
+    password: str
+
+
+class RegistryCredentialsForgotten(Event):
+    """The registry's credentials are forgotten: their data key is destroyed."""
+
+    server: str
+    key_id: str
+
+
+class ImagePulled(Event):
+    """The image a server's generation runs, resolved: `digest` (the registry's manifest
+    digest, or the image id of an image only this host has) and `reference`, what its replicas
+    are created from until a new generation. `pulled`: fetched now, else found on this host."""
+
+    server_id: str
+    generation: int
+    image: str
+    digest: str
+    reference: str
+    pulled: bool = True
+
+
+class ImagePullFailed(Event):
+    """A server's image could not be had: `reason` is the engine's or the registry's message
+    (never a credential). Not a container failure: the breaker does not count it."""
+
+    server_id: str
+    generation: int
+    image: str
+    reason: str
+
+
 JsonObject = dict[str, Any]
 
 
@@ -356,5 +396,9 @@ for _model in (
     ConfigApplied,
     ConfigApplyFailed,
     EventSkipped,
+    RegistryCredentialsStored,
+    RegistryCredentialsForgotten,
+    ImagePulled,
+    ImagePullFailed,
 ):
     CATALOGUE.register(_model)

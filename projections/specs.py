@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 DEFAULT_PIDS = 512
 
+# As Kubernetes spells them: pull when absent, before every new pin, or never.
+PullPolicy = Literal["IfNotPresent", "Always", "Never"]
+
 
 class Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +54,7 @@ class CredentialRequirement(Value):
 class InitContainer(Value):
     image: str
     command: tuple[str, ...] | None = None
+    image_pull_policy: PullPolicy = "IfNotPresent"
 
 
 class LegacyTool(Value):
@@ -65,6 +69,7 @@ class ServerSpec(Value):
 
     id: str
     image: str
+    image_pull_policy: PullPolicy = "IfNotPresent"
     command: tuple[str, ...] | None = None
     env: dict[str, str] = {}
     port: int = 8000

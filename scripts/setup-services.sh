@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Makes this Debian machine ready for DTMA: a Docker engine, a static busybox for the test images,
+# Debian's docker-registry (and htpasswd) for the registry tests,
 # and PostgreSQL with the role and database the tests use. Idempotent; run as root (or with sudo).
 # Usage: setup-services.sh [--docker-only]
 set -euo pipefail
@@ -74,6 +75,16 @@ ensure_static_busybox() {
 }
 
 # Prints "<version> <port> <status>" of the newest cluster named main, if there is one.
+ensure_registry() {
+    # The registry tests start their own docker-registry (htpasswd auth, a free port) and need
+    # only the binaries; the package's own service is not used.
+    if [ -x /usr/bin/docker-registry ] && command -v htpasswd >/dev/null; then
+        say "registry: docker-registry and htpasswd are installed"
+        return
+    fi
+    apt_install docker-registry apache2-utils
+}
+
 main_cluster() {
     pg_lsclusters --no-header | awk '$2 == "main" { print $1, $3, $4 }' | sort -n | tail -n 1
 }
@@ -126,6 +137,7 @@ main() {
         "")
             ensure_docker
             ensure_static_busybox
+            ensure_registry
             ensure_postgres
             ;;
         *) die "unknown argument: $1 (usage: setup-services.sh [--docker-only])" ;;

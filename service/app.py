@@ -31,6 +31,7 @@ from service.api import groups as groups_api
 from service.api import health as health_api
 from service.api import keys, middlewares, rendered, routes, stream_slots
 from service.api import openapi as openapi_api
+from service.api import registries as registries_api
 from service.api import servers as servers_api
 from service.api import stdio as stdio_api
 from service.api import system as system_api
@@ -51,6 +52,8 @@ from service.metrics import Metrics
 from service.orchestration import listener as orchestration_listener
 from service.orchestration import reconciler as orchestration_reconciler
 from service.outbound import OutboundPolicy
+from service.registries import handlers as registry_handlers
+from service.registries import pulls
 from service.settings import Settings, SettingsError
 from service.stdio import bridges
 
@@ -150,6 +153,7 @@ async def checkpoint_context(app: web.Application) -> AsyncIterator[None]:
 async def docker_context(app: web.Application) -> AsyncIterator[None]:
     async with adapter.DockerAdapter(app[keys.settings_key].docker_host) as docker:
         app[keys.docker_key] = docker
+        app[keys.puller_key] = pulls.ImagePuller(app[keys.runner_key], docker, app[keys.ring_key])
         yield
 
 
@@ -173,7 +177,8 @@ async def commands_context(app: web.Application) -> AsyncIterator[None]:
         handlers.COMMAND_HANDLERS,
         configuration.COMMAND_HANDLERS,
         credential_handlers.command_handlers(app[keys.ring_key], app.get(keys.backend_key)),
-        legacy.command_handlers(app[keys.docker_key]),
+        legacy.command_handlers(app[keys.puller_key]),
+        registry_handlers.command_handlers(app[keys.ring_key]),
     )
     app[keys.context_key] = context.CommandContext(
         store=app[keys.store_key],
@@ -210,6 +215,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         interval=settings.reconcile_interval_s,
         ring=app[keys.ring_key],
         policy=settings.policy(),
+        puller=app[keys.puller_key],
     )
     listener = orchestration_listener.DockerListener(
         app[keys.store_key],
@@ -352,6 +358,7 @@ def create_app(settings: Settings) -> web.Application:
         credentials_api,
         config_api,
         stdio_api,
+        registries_api,
     ):
         module.add_routes(app)
     openapi_api.add_routes(app)  # its document, built at startup, covers every route above

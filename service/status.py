@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from projections import containers, credentials, groups, health
+from projections import containers, credentials, groups, health, images
 from projections import runner as projections_runner
 from service.handling import answers
 
@@ -33,18 +34,26 @@ class ReadModels:
     observed: containers.ContainersState
     health: health.HealthState
     credentials: credentials.CredentialsState = credentials.CredentialsState()
+    images: images.ImagesState = images.ImagesState()
     api_url: str = DEFAULT_API_URL  # where stdio replicas are served (`stdio_endpoint`)
+    # server id -> bytes done and total of the image it waits for: in memory, not in the log
+    pulling: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
 
     @classmethod
     def of(
-        cls, runner: projections_runner.ProjectionRunner, api_url: str = DEFAULT_API_URL
+        cls,
+        runner: projections_runner.ProjectionRunner,
+        api_url: str = DEFAULT_API_URL,
+        pulling: Mapping[str, tuple[int, int | None]] | None = None,
     ) -> ReadModels:
         return cls(
             runner.state(groups.PROJECTION),
             runner.state(containers.PROJECTION),
             runner.state(health.PROJECTION),
             runner.state(credentials.PROJECTION),
+            runner.state(images.PROJECTION),
             api_url,
+            dict(pulling or {}),
         )
 
     def endpoint(self, server: groups.ServerState, instance: containers.Instance) -> str | None:
@@ -97,18 +106,28 @@ def server_status(models: ReadModels, server_id: str) -> answers.McpServerStatus
     running = [i for i in instances if i.state == "running"]
     healthy = models.healthy_replicas(server_id)
     circuit = models.health.circuit(server_id).state
+    pin = models.images.pin(server_id, server.generation, server.spec.image)
+    pull_failed = (
+        models.images.failure(server_id, server.generation)
+        if len(running) < server.replicas
+        else None
+    )
     return answers.McpServerStatus(
         id=server_id,
         group_id=server.group_id,
         image=server.spec.image,
+        image_digest=pin.digest if pin else None,
         desired_replicas=server.replicas,
         running_replicas=len(running),
         healthy_replicas=healthy,
-        status=lifecycle(server.replicas, instances),
+        # a pull that failed is why replicas are missing: no container could be made
+        status="failed" if pull_failed else lifecycle(server.replicas, instances),
+        reason=pull_failed.reason if pull_failed else None,
         health="unhealthy" if circuit == "open" else overall(server.replicas, healthy, instances),
         circuit_state=circuit,
         endpoints=[e for e in (models.endpoint(server, i) for i in running) if e],
-        instances=[instance_status(i, models.instance_health(server_id, i)) for i in instances],
+        instances=[instance_status(i, models.instance_health(server_id, i)) for i in instances]
+        + pulling_status(server.replicas, instances, models.pulling.get(server_id)),
     )
 
 
@@ -159,6 +178,33 @@ def instance_status(
         oom_killed=instance.oom_killed,
         reason=instance.reason,
     )
+
+
+def pulling_status(
+    desired: int, instances: list[containers.Instance], pulling: tuple[int, int | None] | None
+) -> list[answers.InstanceStatus]:
+    """The replicas that have no container yet because their image is being pulled."""
+    if pulling is None:
+        return []
+    present = {i.replica for i in instances}
+    return [
+        answers.InstanceStatus(
+            replica=replica,
+            container_id=None,
+            container_name=None,
+            state="pulling",
+            health="starting",
+            restart_count=0,
+            started_at=None,
+            exit_code=None,
+            oom_killed=False,
+            reason=None,
+            pull_bytes_done=pulling[0],
+            pull_bytes_total=pulling[1],
+        )
+        for replica in range(1, desired + 1)
+        if replica not in present
+    ]
 
 
 GroupStatus = Literal["empty", "starting", "running", "degraded", "failed"]

@@ -18,6 +18,7 @@ from service.docker import adapter
 from service.handling import context
 from service.health import monitor
 from service.orchestration import reconciler
+from service.registries import pulls
 from service.stdio import bridges
 
 settings_key = web.AppKey("dtma.settings", settings.Settings)
@@ -26,6 +27,7 @@ runner_key = web.AppKey("dtma.runner", runner.ProjectionRunner)
 context_key = web.AppKey("dtma.context", context.CommandContext)
 docker_key = web.AppKey("dtma.docker", adapter.DockerAdapter)
 reconciler_key = web.AppKey("dtma.reconciler", reconciler.Reconciler)
+puller_key = web.AppKey("dtma.puller", pulls.ImagePuller)  # pulls images; what is pulling now
 monitor_key = web.AppKey("dtma.health_monitor", monitor.HealthMonitor)
 backend_key = web.AppKey("dtma.backend", client.BackendClient)
 ring_key = web.AppKey("dtma.keyring", keyring.KeyRing)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
 
 from service import errors, status
 from service.api import deploy_guard, routes, schemas, wire
-from service.api.keys import api_url_key, context_key, runner_key, statuses_key
+from service.api.keys import api_url_key, context_key, puller_key, runner_key, statuses_key
 from service.api.routes import Param, Route
 from service.api.wire import command_meta, query_int, read_command, wait_min_position
 from service.handling import commands, handlers
@@ -105,12 +106,16 @@ async def all_statuses(request: web.Request) -> web.Response:
     await wait_min_position(request, runner)
     position = runner.position
 
+    pulling = request.app[puller_key].progress()
+
     def render() -> dict[str, Any]:
-        models = status.ReadModels.of(runner, request.app[api_url_key])
+        models = status.ReadModels.of(runner, request.app[api_url_key], pulling)
         servers = [status.server_status(models, s) for s in sorted(models.desired.servers)]
         return schemas.McpServerList(position=position, mcp_servers=servers).wire()
 
-    body = request.app[statuses_key].body(position, render)
+    # progress changes between positions: only a body without any is shared
+    shared = request.app[statuses_key]
+    body = json.dumps(render()).encode() if pulling else shared.body(position, render)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -118,7 +123,9 @@ async def one_status(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
     await wait_min_position(request, runner)
     server_id = wire.path_id(request)
-    models = status.ReadModels.of(runner, request.app[api_url_key])
+    models = status.ReadModels.of(
+        runner, request.app[api_url_key], request.app[puller_key].progress()
+    )
     if server_id not in models.desired.servers:
         raise errors.NotFoundError(f"no MCP server {server_id!r}")
     found = status.server_status(models, server_id)

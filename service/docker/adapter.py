@@ -16,12 +16,13 @@ import aiodocker
 from aiodocker.containers import DockerContainer
 
 from service import errors
-from service.docker import attach, container_files
+from service.docker import attach, container_files, images
 from service.docker.errors import (
     DockerConflictError,
     DockerNotFoundError,
     DockerOperationError,
     DockerUnavailableError,
+    ImagePullError,
     translated,
 )
 from service.docker.events import DockerEvent, stream_events
@@ -99,12 +100,36 @@ class DockerAdapter:
             image: dict[str, Any] = await self._docker().images.inspect(tag)
         return image
 
-    async def image_exists(self, tag: str) -> bool:
+    async def find_image(self, reference: str) -> dict[str, Any] | None:
+        """The image `reference` names on this host, or None. Docker's inspect also matches a
+        prefix of an image's id: such a match is not the image the reference names."""
         try:
-            await self.inspect_image(tag)
+            image = await self.inspect_image(reference)
         except DockerNotFoundError:
-            return False
-        return True
+            return None
+        return image if images.matches(image, reference) else None
+
+    async def image_exists(self, reference: str) -> bool:
+        return await self.find_image(reference) is not None
+
+    async def pull_image(
+        self,
+        reference: str,
+        auth: Mapping[str, str] | None = None,
+        progress: images.Progress = lambda _done, _total: None,
+    ) -> dict[str, Any]:
+        """Pull `reference` and return the image it now names; `auth` (username, password)
+        reaches only the pull's X-Registry-Auth header. A refusal is an `ImagePullError`."""
+        try:
+            with translated(f"pull image {reference}", missing=f"image {reference}"):
+                await images.pull(self._docker(), reference, auth, progress)
+        except (DockerNotFoundError, DockerOperationError, DockerConflictError) as exc:
+            raise ImagePullError(exc.message) from None
+        except ValueError as exc:
+            raise ImagePullError(f"cannot pull image {reference}: {exc}") from None
+        if (image := await self.find_image(reference)) is None:
+            raise ImagePullError(f"image {reference} pulled but not found on this host")
+        return image
 
     # Containers
 
@@ -127,7 +152,7 @@ class DockerAdapter:
 
     async def _create(self, spec: ContainerSpec) -> str:
         action = f"create container {spec.name} from image {spec.image}"
-        with translated(action, missing=f"image {spec.image}"):
+        with translated(action, missing=f"image {spec.image}", refused=True):
             container = await self._docker().containers.create(
                 container_config(spec), name=spec.name
             )

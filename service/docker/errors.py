@@ -29,15 +29,32 @@ class DockerOperationError(errors.ServiceError):
     code = "docker_error"
 
 
+class ImageRefusedError(errors.ValidationFailedError):
+    """Docker will not make a container of the image (no command, another platform): the
+    request's image is at fault, not the engine."""
+
+    code = "image_refused"
+
+
+class ImagePullError(errors.NotFoundError):
+    """An image could not be pulled: unknown, refused by the registry, or the registry down.
+    The message is the engine's, which carries no credential."""
+
+    code = "image_pull_failed"
+
+
 @contextmanager
-def translated(action: str, *, missing: str | None = None) -> Iterator[None]:
+def translated(action: str, *, missing: str | None = None, refused: bool = False) -> Iterator[None]:
     """Turn aiodocker's and aiohttp's errors during `action` into service errors.
 
-    `missing` names what a 404 means ("image x:1").
+    `missing` names what a 404 means ("image x:1"); with `refused`, a 400 is the image's fault
+    (`ImageRefusedError`).
     """
     try:
         yield
     except aiodocker.DockerError as exc:
+        if refused and exc.status == 400 and "invalid reference format" not in exc.message:
+            raise ImageRefusedError(f"cannot {action}: {exc.message}") from exc
         raise service_error(exc, action, missing) from exc
     except (
         aiohttp.ClientConnectionError,

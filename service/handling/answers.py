@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 Circuit = Literal["closed", "open", "half_open"]
 ServerHealth = Literal["healthy", "degraded", "unhealthy", "unknown"]
 Lifecycle = Literal["pending", "starting", "running", "degraded", "failed", "stopped"]
-ContainerState = Literal["created", "running", "exited", "failed"]
+ContainerState = Literal["pulling", "created", "running", "exited", "failed"]
 ReplicaVerdict = Literal["healthy", "unhealthy", "starting"]
 
 
@@ -35,16 +35,26 @@ class InstanceStatus(Answer):
     exit_code: int | None
     oom_killed: bool
     reason: str | None
+    pull_bytes_done: int | None = Field(
+        None, description="while `pulling`: bytes of the image's layers fetched so far"
+    )
+    pull_bytes_total: int | None = Field(
+        None, description="while `pulling`: their size, once the registry has said it"
+    )
 
 
 class McpServerStatus(Answer):
     id: str
     group_id: str
     image: str
+    image_digest: str | None = Field(
+        description="the digest pinned for the server's current generation: what its replicas run"
+    )
     desired_replicas: int
     running_replicas: int
     healthy_replicas: int
     status: Lifecycle
+    reason: str | None = Field(description="why it failed: its image could not be pulled")
     health: ServerHealth
     circuit_state: Circuit
     endpoints: list[str]

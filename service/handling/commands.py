@@ -67,14 +67,19 @@ class CredentialRequirementSpec(Command):
     mode: Literal["env", "file"]
 
 
+PullPolicy = Literal["IfNotPresent", "Always", "Never"]
+
+
 class InitContainerSpec(Command):
     image: Annotated[str, Field(pattern=IMAGE)]
+    image_pull_policy: PullPolicy = "IfNotPresent"
     command: Annotated[list[Argument], Field(max_length=256)] | None = None
 
 
 class McpServerSpec(Command):
     id: ResourceId
     image: Annotated[str, Field(pattern=IMAGE)]
+    image_pull_policy: PullPolicy = "IfNotPresent"
     command: Annotated[list[Argument], Field(max_length=256)] | None = None
     env: Annotated[dict[Annotated[str, Field(pattern=ENV_NAME)], str], Field(max_length=256)] = {}
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000

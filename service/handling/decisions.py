@@ -91,6 +91,7 @@ def server_spec(spec: commands.McpServerSpec) -> specs.ServerSpec:
     return specs.ServerSpec(
         id=spec.id,
         image=spec.image,
+        image_pull_policy=spec.image_pull_policy,
         command=tuple(spec.command) if spec.command is not None else None,
         env=dict(spec.env),
         port=spec.port,
@@ -115,7 +116,9 @@ def server_spec(spec: commands.McpServerSpec) -> specs.ServerSpec:
         ),
         init_containers=tuple(
             specs.InitContainer(
-                image=i.image, command=tuple(i.command) if i.command is not None else None
+                image=i.image,
+                command=tuple(i.command) if i.command is not None else None,
+                image_pull_policy=i.image_pull_policy,
             )
             for i in spec.init_containers
         ),

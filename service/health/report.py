@@ -148,6 +148,17 @@ def missing_credentials(facts: ServerFacts) -> Advice:
         yield "inject_credentials", reason
 
 
+def failed_pull(facts: ServerFacts) -> Advice:
+    server = facts.models.desired.servers[facts.server_id]
+    failure = facts.models.images.failure(facts.server_id, server.generation)
+    if failure is not None:
+        reason = (
+            f"image {failure.image} could not be pulled at {failure.at} ({failure.reason}); "
+            "it is retried with backoff: check the reference and POST /registries"
+        )
+        yield "check_image_or_registry_credentials", reason
+
+
 def open_circuit(facts: ServerFacts) -> Advice:
     view = facts.models.health.circuit(facts.server_id)
     if view.state == "open":
@@ -168,5 +179,6 @@ RULES: tuple[Callable[[ServerFacts], Advice], ...] = (
     failed_injection,
     expired_credentials,
     missing_credentials,
+    failed_pull,
     open_circuit,
 )

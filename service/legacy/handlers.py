@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from projections import containers, events, groups
 from projections import runner as projections_runner
 from service import errors
-from service.docker import adapter
 from service.handling import appending, commands, context, handlers
 from service.legacy import decisions as decide
+from service.registries import pulls
 
 T = TypeVar("T")
 OUTCOME_S = 60.0  # how long a command waits for Docker to act on it
@@ -65,21 +65,20 @@ def _tool(
 
 async def create_tool(
     ctx: context.CommandContext,
-    docker: adapter.DockerAdapter,
+    puller: pulls.ImagePuller,
     command: decide.CreateTool,
     meta: context.CommandMeta,
 ) -> Tool:
-    """Declare the tool and wait until its container has started. An image that is not on this
-    host is a 404 before anything is recorded: nothing is pulled."""
+    """Declare the tool and wait until its container has started. Its image is pulled first
+    if this host lacks it: one that cannot be had is a 404 before anything is recorded, and
+    one Docker cannot run (no command) a 422."""
     name = command.instance_name_on_toolbox
     position = await _replayed(ctx, meta)
     if position is None:
         create = functools.partial(decide.create_tool, policy=ctx.policy)
         create(await caught_up(ctx), command)  # a name or port in use, or no room: 409 first
-        if not await docker.image_exists(command.docker_image_url):
-            raise errors.NotFoundError(
-                f"image {command.docker_image_url} is not on this host (DTMA pulls no images)"
-            )
+        image, _pulled = await puller.ensure(command.docker_image_url, "IfNotPresent")
+        refuse_commandless(command.docker_image_url, image)
         answer = await handlers.decide_on_groups(ctx, command, meta, create, _none)
         position = int(answer["position"])
     try:
@@ -89,6 +88,16 @@ async def create_tool(
         with suppress(errors.NotFoundError):  # removed meanwhile
             await remove_tool(ctx, decide.RemoveTool(name=name), undo)
         raise
+
+
+def refuse_commandless(reference: str, image: dict[str, Any]) -> None:
+    """Docker cannot make a container of an image without a command: say so as a 422."""
+    config = image.get("Config") or {}
+    if not config.get("Cmd") and not config.get("Entrypoint"):
+        raise errors.ValidationFailedError(
+            f"cannot create a container from image {reference}: it specifies no command",
+            details=[{"field": "dockerImageUrl", "message": "the image has no command"}],
+        )
 
 
 async def scale_tool(
@@ -122,14 +131,14 @@ async def remove_tool(
 
 
 def command_handlers(
-    docker: adapter.DockerAdapter,
+    puller: pulls.ImagePuller,
 ) -> dict[type[commands.Command], context.Handler]:
-    """The legacy commands' table; creating a tool asks Docker whether its image is here."""
+    """The legacy commands' table; creating a tool has its image pulled first if need be."""
 
     async def create(
         ctx: context.CommandContext, command: decide.CreateTool, meta: context.CommandMeta
     ) -> Tool:
-        return await create_tool(ctx, docker, command, meta)
+        return await create_tool(ctx, puller, command, meta)
 
     return {decide.CreateTool: create, decide.ScaleTool: scale_tool, decide.RemoveTool: remove_tool}
 

@@ -24,6 +24,7 @@ from service import instance as instances
 from service.docker import adapter
 from service.orchestration import adoption, rollouts
 from service.orchestration.action_log import ActionLog
+from service.orchestration.images import ReplicaImages
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
     Replica,
@@ -37,6 +38,7 @@ from service.orchestration.replicas import (
     wanted_env,
 )
 from service.orchestration.starter import ReplicaStarter
+from service.registries import pulls
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ PASSIVE_EVENTS = frozenset(
         "ServerConfigured",
         "ConfigApplied",
         "ConfigApplyFailed",
+        "ImagePulled",
+        "ImagePullFailed",
+        "RegistryCredentialsStored",
+        "RegistryCredentialsForgotten",
     }
 )
 
@@ -74,6 +80,7 @@ class Reconciler:
         ring: keyring.KeyRing | None = None,
         instance_id: str = "",
         policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
+        puller: pulls.ImagePuller | None = None,
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._instance_id = instance_id
@@ -93,6 +100,8 @@ class Reconciler:
         self.removing: set[str] = set()  # container ids being removed on purpose
         self._seen = 0  # the position of the models the last pass read
         self._log = ActionLog(store, catalogue)
+        self.puller = puller or pulls.ImagePuller(runner, docker, ring)
+        images = ReplicaImages(runner, docker, self.puller, self._log)
         self._starter = ReplicaStarter(
             runner,
             docker,
@@ -101,6 +110,7 @@ class Reconciler:
             self.removing,
             self._stamped,
             ring,
+            images,
             policy,
         )
 
@@ -338,10 +348,13 @@ class Reconciler:
             for r in range(1, server.replicas + 1)
             if (server_id, r) not in present and self._backoff.due((server_id, r), self._now())
         ]
+        image = await self._starter.image(server, replicas) if replicas else None
+        if image is None:
+            return
 
         async def start(replica: int) -> bool:
             async with limit:
-                return await self._starter.start(desired, group, server, replica)
+                return await self._starter.start(desired, group, server, replica, image=image)
 
         await asyncio.gather(*(start(r) for r in replicas))
 

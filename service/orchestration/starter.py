@@ -14,6 +14,7 @@ from projections import runner as projections_runner
 from service import container_policy, errors, loops
 from service.docker import adapter
 from service.orchestration.action_log import ActionLog
+from service.orchestration.images import ReplicaImages
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
     container_name,
@@ -32,6 +33,7 @@ class ReplicaStarter:
         removing: set[str],
         owner_labels: Mapping[str, str],
         ring: keyring.KeyRing | None,
+        images: ReplicaImages,
         policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
     ) -> None:
         self._runner = runner
@@ -41,6 +43,7 @@ class ReplicaStarter:
         self._removing = removing  # the reconciler's: ids being removed on purpose
         self._owner_labels = dict(owner_labels)
         self._ring = ring
+        self._images = images
         self._policy = policy
 
     async def start(
@@ -50,14 +53,20 @@ class ReplicaStarter:
         server: groups.ServerState,
         replica: int,
         successor: bool = False,
+        image: str | None = None,
     ) -> bool:
-        """Create, configure and start the replica's container; False (recorded, the container
-        gone, a backoff begun) if Docker refused."""
+        """Create, configure and start the replica's container from `image` (else the one
+        pinned for its generation); False (recorded, the container gone, a backoff begun) if
+        the image cannot be had or Docker refused."""
         spec = server.spec
         if self._runner.state(health.PROJECTION).circuit(spec.id).state == "open":
             return False  # it opened while this pass was under way
+        image = image or await self.image(server, [replica])
+        if image is None:
+            return False
         version, secret_env = await self._env_credentials(spec.id)
         container = self._container(desired, group, server, replica, version, secret_env)
+        container = replace(container, image=image)
         if successor:  # it runs beside the replica's current container for a while
             container = replace(container, name=f"{container.name}-v{version or 0}")
         container_id: str | None = None
@@ -113,6 +122,15 @@ class ReplicaStarter:
         )
         return True
 
+    async def image(self, server: groups.ServerState, replicas: list[int]) -> str | None:
+        """What the server's `replicas` are to be created from; None (recorded, their backoff
+        begun) if it cannot be had: a failed pull is not a container failure."""
+        image = await self._images.reference(server)
+        if image is None:
+            for replica in replicas:
+                self._backoff.failed((server.spec.id, replica), _now())
+        return image
+
     def _container(
         self,
         desired: groups.GroupsState,
@@ -157,6 +175,9 @@ class ReplicaStarter:
         for index, (init, container) in enumerate(
             zip(spec.init_containers, made, strict=True), start=1
         ):
+            if not await self._images.init_image(server, index):
+                self._backoff.failed((spec.id, 0), _now())
+                return False
             try:
                 code, output = await self._docker.run_container_to_completion(container)
             except errors.UnavailableError:

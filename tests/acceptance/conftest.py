@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,17 @@ from service.settings import Settings
 from tests.conftest import TOKEN
 from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL, remove_containers
 from tests.support.openapi_answers import OpenApiCheckedClient
+from tests.support.registry import Registry, start_registry, stop_registry
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real registry with htpasswd auth on 127.0.0.1, for this session's tests."""
+    process, running = start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield running
+    finally:
+        stop_registry(process)
 
 
 @pytest.fixture

@@ -209,10 +209,12 @@ async def test_a_missing_image_fails_clearly_and_leaves_nothing_behind(
         return status if status["status"] == "failed" else None
 
     status = await wait_until(failed, 30)
-    assert "dtma-test/absent:404" in status["instances"][0]["reason"]
+    # a missing image is a failed pull (issue 15), not a container that failed to start
+    assert "dtma-test/absent:404" in status["reason"] and status["instances"] == []
     assert not await containers_of(docker, owner_labels, "miss-x")
     log = (await (await service.get("/events?limit=1000", headers=AUTH)).json())["events"]
-    assert any(e["type"] == "ContainerFailedToStart" for e in log)
+    assert any(e["type"] == "ImagePullFailed" for e in log)
+    assert not any(e["type"] == "ContainerFailedToStart" for e in log)
 
     assert (await service.delete("/container-groups/miss", headers=AUTH)).status == 202
 

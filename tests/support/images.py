@@ -41,3 +41,18 @@ def _add_file(tar: tarfile.TarFile, name: str, content: bytes, *, mode: int) -> 
     info.size = len(content)
     info.mode = mode
     tar.addfile(info, io.BytesIO(content))
+
+
+COMMANDLESS_TAG = "dtma-test/commandless:1"
+
+
+async def ensure_commandless_image(docker: DockerAdapter) -> str:
+    """Build `dtma-test/commandless:1` unless it exists: one file and neither a command nor an
+    entrypoint, so Docker refuses to make a container of it without one."""
+    if not await docker.image_exists(COMMANDLESS_TAG):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            _add_file(tar, "Dockerfile", b"FROM scratch\nCOPY data /data\n", mode=0o644)
+            _add_file(tar, "data", b"no command here\n", mode=0o644)
+        await build_image(COMMANDLESS_TAG, buffer.getvalue())
+    return COMMANDLESS_TAG
