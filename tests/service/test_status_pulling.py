@@ -25,7 +25,7 @@ def models() -> status.ReadModels:
 def test_replicas_waiting_for_their_image_are_pulling_with_its_bytes() -> None:
     pulling = replace(models(), pulling={"s": (1024, 4096)})
 
-    found = status.server_status(pulling, "s")
+    found = status.server_status(pulling, "s").wire()
 
     assert [(i["replica"], i["state"]) for i in found["instances"]] == [
         (1, "pulling"),
@@ -33,7 +33,7 @@ def test_replicas_waiting_for_their_image_are_pulling_with_its_bytes() -> None:
     ]
     assert found["instances"][0]["pullBytesDone"] == 1024
     assert found["instances"][0]["pullBytesTotal"] == 4096
-    assert status.server_status(models(), "s")["instances"] == []
+    assert status.server_status(models(), "s").instances == []
 
 
 def test_a_failed_pull_of_the_current_generation_fails_the_server_with_its_reason() -> None:
@@ -43,7 +43,7 @@ def test_a_failed_pull_of_the_current_generation_fails_the_server_with_its_reaso
     )
     failed = fold_facts(images.PROJECTION, [("server-s", failure)], "T")
 
-    found = status.server_status(replace(models(), images=failed), "s")
+    found = status.server_status(replace(models(), images=failed), "s").wire()
 
     assert found["status"] == "failed" and found["reason"] == "unauthorized"
     assert found["imageDigest"] is None
