@@ -106,7 +106,8 @@ class ContainerCreated(Event):
 
 class ContainerStarted(Event):
     """Running. `host_port` is where the host reaches it on loopback; on an internal network,
-    which publishes no port, `address` is its IP there instead."""
+    which publishes no port, or in network reach (DTMA in a container), `address` is its IP on
+    its group's network instead."""
 
     server_id: str
     replica: int

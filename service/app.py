@@ -203,6 +203,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         interval=settings.reconcile_interval_s,
         ring=app[ring_key],
         policy=settings.policy(),
+        reach=settings.reach,
     )
     listener = DockerListener(
         app[store_key], app[runner_key], app[docker_key], events.CATALOGUE, reconciler

@@ -13,6 +13,7 @@ from projections import config, containers, credentials, events, groups, health,
 from projections.runner import ProjectionRunner
 from service import container_policy, errors, loops
 from service.container_policy import ContainerPolicy
+from service.docker import reach
 from service.docker.adapter import ContainerSpec, DockerAdapter
 from service.orchestration.action_log import ActionLog
 from service.orchestration.replicas import (
@@ -43,6 +44,7 @@ class ReplicaStarter:
         self._owner_labels = dict(owner_labels)
         self._ring = ring
         self._policy = policy
+        self.reach = reach.HOST  # the reconciler's, once detected
 
     async def start(
         self,
@@ -98,9 +100,7 @@ class ReplicaStarter:
                 self._removing.add(container_id)
                 await self._docker.remove_container(container_id)
             return False
-        address = None
-        if host_port is None:  # an internal network publishes nothing: the host uses the IP
-            address = (await self._docker.inspect_container(container_id)).ip_address
+        host_port, address = await self._reached_at(container_id, host_port)
         await self._log.record(
             spec.id,
             events.ContainerStarted(
@@ -114,6 +114,16 @@ class ReplicaStarter:
         )
         return True
 
+    async def _reached_at(
+        self, container_id: str, host_port: int | None
+    ) -> tuple[int | None, str | None]:
+        """(loopback port, address) to record for a started replica: its loopback port in host
+        reach; else, or on an internal network (which publishes nothing), its address on the
+        group's network (its network mode, which `ip_address` prefers)."""
+        if host_port is not None and not self.reach.network:
+            return host_port, None
+        return None, (await self._docker.inspect_container(container_id)).ip_address
+
     def _container(
         self,
         desired: groups.GroupsState,
@@ -126,7 +136,9 @@ class ReplicaStarter:
         labels = dict(self._owner_labels)
         if version is not None:
             labels[CREDENTIALS_LABEL] = str(version)
-        made = replica_container(desired, group.id, server, replica, self._policy, labels)
+        made = replica_container(
+            desired, group.id, server, replica, self._policy, labels, self.reach.network
+        )
         return replace(made, env={**made.env, **secret_env})
 
     async def _write_config(self, server_id: str, replica: int, container_id: str) -> None:
@@ -214,9 +226,11 @@ def replica_container(
     replica: int,
     policy: ContainerPolicy,
     labels: Mapping[str, str],
+    unpublished: bool = False,
 ) -> ContainerSpec:
     """A replica's container as its spec, its group and the policy make it (credentials
-    aside): everything a request can shape of it passes through here."""
+    aside): everything a request can shape of it passes through here. `unpublished`: its port
+    is reached on the group's network only (network reach); fixed `host_ports` still are."""
     spec = server.spec
     limits = policy.limits(desired.limits_of(spec.id))
     own = {
@@ -237,7 +251,7 @@ def replica_container(
         command=list(spec.command) if spec.command is not None else None,
         network=network_name(group_id),
         aliases=[spec.id],
-        container_port=spec.port,
+        container_port=None if unpublished else spec.port,
         memory_mb=limits.memory_mb,
         cpus=limits.cpus,
         pids=limits.pids or specs.DEFAULT_PIDS,
