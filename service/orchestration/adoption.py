@@ -58,11 +58,10 @@ def _created(replica: Replica, credentials_version: str | None) -> events.Contai
 
 def _started(replica: Replica, by_network: bool) -> events.ContainerStarted:
     info = replica.info
-    host_port = None if by_network else info.host_port
     return events.ContainerStarted(
         server_id=replica.server_id,
         replica=replica.replica,
         container_id=info.id,
-        host_port=host_port,
-        address=info.ip_address if host_port is None else None,
+        host_port=info.host_port,
+        address=info.ip_address if by_network or info.host_port is None else None,
     )

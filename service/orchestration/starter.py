@@ -117,12 +117,13 @@ class ReplicaStarter:
     async def _reached_at(
         self, container_id: str, host_port: int | None
     ) -> tuple[int | None, str | None]:
-        """(loopback port, address) to record for a started replica: its loopback port in host
-        reach; else, or on an internal network (which publishes nothing), its address on the
-        group's network (its network mode, which `ip_address` prefers)."""
+        """(loopback port, address) to record for a started replica: in host reach its loopback
+        port, or where nothing is published (an internal network, `publishPort: false`) its
+        address on the group's network (its network mode, which `ip_address` prefers); in
+        network reach that address always, and the port too if published."""
         if host_port is not None and not self.reach.network:
             return host_port, None
-        return None, (await self._docker.inspect_container(container_id)).ip_address
+        return host_port, (await self._docker.inspect_container(container_id)).ip_address
 
     def _container(
         self,
@@ -226,11 +227,12 @@ def replica_container(
     replica: int,
     policy: ContainerPolicy,
     labels: Mapping[str, str],
-    unpublished: bool = False,
+    network_reach: bool = False,
 ) -> ContainerSpec:
     """A replica's container as its spec, its group and the policy make it (credentials
-    aside): everything a request can shape of it passes through here. `unpublished`: its port
-    is reached on the group's network only (network reach); fixed `host_ports` still are."""
+    aside): everything a request can shape of it passes through here. Its port is published
+    on the loopback as `publish_port` says, or else unless DTMA reaches it over the network
+    (`network_reach`); fixed `host_ports` always are."""
     spec = server.spec
     limits = policy.limits(desired.limits_of(spec.id))
     own = {
@@ -251,7 +253,7 @@ def replica_container(
         command=list(spec.command) if spec.command is not None else None,
         network=network_name(group_id),
         aliases=[spec.id],
-        container_port=None if unpublished else spec.port,
+        container_port=spec.port if _published(spec, network_reach) else None,
         memory_mb=limits.memory_mb,
         cpus=limits.cpus,
         pids=limits.pids or specs.DEFAULT_PIDS,
@@ -260,6 +262,10 @@ def replica_container(
         cap_add=policy.granted_capabilities(spec.cap_add),
         host_ports=spec.host_ports,
     )
+
+
+def _published(spec: specs.ServerSpec, network_reach: bool) -> bool:
+    return spec.publish_port if spec.publish_port is not None else not network_reach
 
 
 def init_containers(

@@ -17,6 +17,7 @@ from yarl import URL
 
 from service.docker.adapter import DockerAdapter
 from tests.acceptance.conftest import sweep
+from tests.acceptance.test_orchestration import mcp_initialize
 from tests.conftest import AUTH, TOKEN
 from tests.support.docker import TEST_RUN_ID, TEST_RUN_LABEL
 from tests.support.docker_cli import docker_cli, inspect_raw
@@ -90,6 +91,26 @@ async def networks_of(container_id: str) -> dict[str, Any]:
     return networks
 
 
+async def deployed(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Deploy `body` through DTMA's API; each server's status once all its replicas are healthy."""
+    async with http.post(f"{url}/mcp-servers/deploy", json=body) as response:
+        assert response.status in (200, 202), await response.text()
+
+    async def healthy(server: dict[str, Any]) -> dict[str, Any] | None:
+        async with http.get(f"{url}/mcp-servers/{server['id']}") as response:
+            status: dict[str, Any] = await response.json()
+        return status if status.get("healthyReplicas") == server.get("replicas", 1) else None
+
+    return {s["id"]: await wait_until(lambda s=s: healthy(s), 90) for s in body["mcpServers"]}
+
+
+async def subnet_of(network: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    config = (await inspect_raw("network", network))["IPAM"]["Config"][0]
+    return ipaddress.ip_network(config["Subnet"])
+
+
 async def test_dtma_in_a_container_reaches_an_internal_group_over_its_network_then_leaves_it(
     in_container: tuple[str, str], mcp_image: str
 ) -> None:
@@ -102,26 +123,15 @@ async def test_dtma_in_a_container_reaches_an_internal_group_over_its_network_th
         "mcpServers": [{"id": server_id, "image": mcp_image, "replicas": 2}],
     }
     async with aiohttp.ClientSession(headers=AUTH) as http:
-        async with http.post(f"{url}/mcp-servers/deploy", json=body) as response:
-            assert response.status in (200, 202), await response.text()
-
-        async def healthy() -> dict[str, Any] | None:
-            async with http.get(f"{url}/mcp-servers/{server_id}") as response:
-                status: dict[str, Any] = await response.json()
-            return status if status.get("healthyReplicas") == 2 else None
-
-        status = await wait_until(healthy, 90)
+        status = (await deployed(http, url, body))[server_id]
         assert network in await networks_of(container_id)
-        subnet = (await inspect_raw("network", network))["IPAM"]["Config"][0]["Subnet"]
+        subnet = await subnet_of(network)
         endpoints = status["endpoints"]
         assert len(endpoints) == 2
         for endpoint in endpoints:
             address = URL(endpoint)
-            assert ipaddress.ip_address(address.host) in ipaddress.ip_network(subnet)
+            assert ipaddress.ip_address(address.host) in subnet
             assert (address.port, address.path) == (8000, "/mcp")
-        for instance in status["instances"]:  # network reach publishes no port
-            replica = await inspect_raw("container", instance["containerId"])
-            assert not replica["HostConfig"]["PortBindings"]
         answers = await docker_cli("exec", container_id, IMAGE_PYTHON, "-c", INITIALIZE, *endpoints)
         assert len(answers.split()) == 2, answers
 
@@ -134,3 +144,35 @@ async def test_dtma_in_a_container_reaches_an_internal_group_over_its_network_th
 
         await wait_until(network_gone, 60)  # Docker refuses to remove it while DTMA is on it
         assert network not in await networks_of(container_id)
+
+
+async def test_in_network_reach_a_port_is_published_on_the_host_only_when_a_server_asks(
+    in_container: tuple[str, str], mcp_image: str
+) -> None:
+    _container_id, url = in_container
+    group_id = f"reach-{secrets.token_hex(3)}"
+    quiet, asking = f"{group_id}-quiet", f"{group_id}-asking"
+    body = {
+        "groupId": group_id,
+        "mcpServers": [
+            {"id": quiet, "image": mcp_image},
+            {"id": asking, "image": mcp_image, "publishPort": True},
+        ],
+    }
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        statuses = await deployed(http, url, body)
+    subnet = await subnet_of(f"dtma-{group_id}")
+    for status in statuses.values():  # DTMA reaches both at their address
+        [endpoint] = status["endpoints"]
+        assert ipaddress.ip_address(URL(endpoint).host) in subnet
+
+    def bound(details: dict[str, Any]) -> list[dict[str, str]]:
+        return (details["NetworkSettings"]["Ports"] or {}).get("8000/tcp") or []
+
+    [quiet_replica] = statuses[quiet]["instances"]
+    assert not bound(await inspect_raw("container", quiet_replica["containerId"]))
+    [asking_replica] = statuses[asking]["instances"]
+    [binding] = bound(await inspect_raw("container", asking_replica["containerId"]))
+    assert binding["HostIp"] == "127.0.0.1"
+    answer = await mcp_initialize(f"http://127.0.0.1:{binding['HostPort']}/mcp")
+    assert answer["result"]["protocolVersion"]

@@ -118,3 +118,12 @@ def test_the_wire_spec_refuses_bad_fields() -> None:
     for body in bad:
         with pytest.raises(ValueError):
             commands.DeployGroup.model_validate(body)
+
+
+def test_publish_port_is_carried_into_the_spec_and_left_to_the_reach_when_absent() -> None:
+    produced = decisions.deploy_group(
+        groups.GroupsState(),
+        deploy("g", server("a"), server("b", publishPort=True), server("c", publishPort=False)),
+    )
+    published = [e.spec.publish_port for e in produced if isinstance(e, events.ServerDeclared)]
+    assert published == [None, True, False]

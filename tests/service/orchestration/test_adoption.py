@@ -90,8 +90,8 @@ def test_an_old_container_its_recorded_successor_replaces_is_not_adopted_again()
     assert adoption.unrecorded(old, instance("c2", version=2), "1", "2") == []
 
 
-def test_in_network_reach_a_container_is_adopted_at_its_address_not_its_loopback_port() -> None:
+def test_in_network_reach_a_container_is_adopted_with_its_address_beside_its_port() -> None:
     _created, started = adoption.unrecorded(replica(), None, None, None, by_network=True)
     assert started == events.ContainerStarted(
-        server_id="s", replica=1, container_id="c1", address="172.18.0.2"
+        server_id="s", replica=1, container_id="c1", host_port=32768, address="172.18.0.2"
     )
