@@ -176,3 +176,35 @@ async def test_in_network_reach_a_port_is_published_on_the_host_only_when_a_serv
     assert binding["HostIp"] == "127.0.0.1"
     answer = await mcp_initialize(f"http://127.0.0.1:{binding['HostPort']}/mcp")
     assert answer["result"]["protocolVersion"]
+
+
+async def test_in_network_reach_a_legacy_tool_is_reached_at_its_address_with_no_free_port(
+    in_container: tuple[str, str], mcp_image: str
+) -> None:
+    container_id, url = in_container
+    name = f"tool-{secrets.token_hex(3)}"
+    body = {
+        "dockerImageUrl": mcp_image,
+        "instanceNameOnToolbox": name,
+        "accountToolInstanceId": f"ati-{name}",
+    }
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{url}/tools", json=body) as response:
+            created = await response.json()
+        assert response.status == 201, created
+        assert created["data"]["ports"] == {}  # no free loopback port in network reach
+
+        async def running() -> dict[str, Any] | None:
+            async with http.get(f"{url}/mcp-servers/status") as response:
+                servers = (await response.json())["mcpServers"]
+            tool = next(s for s in servers if s["groupId"] == "legacy")
+            return tool if tool["endpoints"] else None
+
+        tool = await wait_until(running, 60)
+    [endpoint] = tool["endpoints"]
+    assert ipaddress.ip_address(URL(endpoint).host) in await subnet_of("dtma-legacy")
+
+    async def answers() -> str:  # probed by nothing (health check none): it may still be starting
+        return await docker_cli("exec", container_id, IMAGE_PYTHON, "-c", INITIALIZE, endpoint)
+
+    assert len((await wait_until(answers, 30, retrying_on=(AssertionError,))).split()) == 1
