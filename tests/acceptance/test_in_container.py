@@ -135,6 +135,13 @@ async def test_dtma_in_a_container_reaches_an_internal_group_over_its_network_th
         answers = await docker_cli("exec", container_id, IMAGE_PYTHON, "-c", INITIALIZE, *endpoints)
         assert len(answers.split()) == 2, answers
 
+        await docker_cli("network", "disconnect", network, container_id)
+
+        async def attached_again() -> bool:
+            return network in await networks_of(container_id)
+
+        await wait_until(attached_again, 30)  # the next pass puts it back
+
         async with http.delete(f"{url}/container-groups/{group_id}") as response:
             assert response.status in (200, 202), await response.text()
 
