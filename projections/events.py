@@ -105,8 +105,9 @@ class ContainerCreated(Event):
 
 
 class ContainerStarted(Event):
-    """Running. `host_port` is where the host reaches it on loopback; on an internal network,
-    which publishes no port, `address` is its IP there instead."""
+    """Running. `host_port` is where the host reaches it on loopback; `address`, its IP on its
+    group's network, is recorded where DTMA reaches it there: in network reach (DTMA in a
+    container), and where no port is published (an internal network, `publishPort: false`)."""
 
     server_id: str
     replica: int

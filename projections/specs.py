@@ -86,6 +86,9 @@ class ServerSpec(Value):
     host_ports: tuple[tuple[int, int], ...] = ()
     legacy: LegacyTool | None = None
     reload_signal: str | None = None  # sent to running replicas after a new configuration
+    # `port` on the host's loopback: None publishes it in host reach only, where DTMA reaches
+    # replicas there (service/docker/reach.py); true or false decides for either reach.
+    publish_port: bool | None = None
 
     @property
     def labels(self) -> dict[str, str]:

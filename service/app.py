@@ -216,6 +216,7 @@ async def supervisor_context(app: web.Application) -> AsyncIterator[None]:
         ring=app[keys.ring_key],
         policy=settings.policy(),
         puller=app[keys.puller_key],
+        reach=settings.reach,
     )
     listener = orchestration_listener.DockerListener(
         app[keys.store_key],

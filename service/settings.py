@@ -70,6 +70,9 @@ class Settings:
     # Hosts (names, addresses or CIDR blocks) outbound requests may reach although they are
     # loopback, link-local or private, or over plain http: service/outbound.py.
     outbound_allow: tuple[str, ...] = ()
+    # How DTMA reaches replicas: "host" (loopback ports), "network" (attached to each group's
+    # network, at the replica's address there) or "auto" (network when it runs in a container).
+    reach: str = "auto"
 
     def policy(self) -> container_policy.ContainerPolicy:
         return container_policy.ContainerPolicy(
@@ -112,6 +115,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "max_streams_per_token": ("DTMA_MAX_STREAMS_PER_TOKEN",),
     "header_timeout_s": ("DTMA_HEADER_TIMEOUT",),
     "outbound_allow": ("DTMA_OUTBOUND_ALLOW",),
+    "reach": ("DTMA_REACH",),
 }
 NO_FLAG = ("auth_token",)  # a secret: the environment, /etc/dtma.conf or DTMA_TOKENS_FILE only
 INTEGERS = (
@@ -131,6 +135,7 @@ CAPABILITY = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
 # Past this depth pydantic cannot read the log's JSON back: see service/api/json_limits.py.
 MAX_JSON_DEPTH_CEILING = 128
 MIN_MEMORY_MB = 6  # Docker refuses a smaller memory limit
+REACHES = ("auto", "network", "host")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,6 +206,8 @@ def _build(raw: dict[str, str]) -> Settings:
         )
     if "access_log" in raw:
         values["access_log"] = _flag("access_log", raw["access_log"])
+    if raw.get("reach", "auto") not in REACHES:
+        raise SettingsError(f"reach must be auto, network or host, got {raw['reach']!r}")
     if raw.get("log_format", "json") not in ("json", "text"):
         raise SettingsError(f"log_format must be json or text, got {raw['log_format']!r}")
     return Settings(**values)  # type: ignore[arg-type]

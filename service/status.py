@@ -132,11 +132,12 @@ def server_status(models: ReadModels, server_id: str) -> answers.McpServerStatus
 
 
 def endpoint(instance: containers.Instance, port: int, path: str) -> str | None:
-    """Where the host reaches a replica: its loopback port, or on an internal network its IP."""
-    if instance.host_port:
-        return f"http://{LOOPBACK}:{instance.host_port}{path}"
+    """Where DTMA reaches a replica: its address on its group's network when one is recorded
+    (network reach, an internal network, an unpublished port), else its loopback port."""
     if instance.address:
         return f"http://{instance.address}:{port}{path}"
+    if instance.host_port:
+        return f"http://{LOOPBACK}:{instance.host_port}{path}"
     return None
 
 

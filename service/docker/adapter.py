@@ -16,7 +16,7 @@ import aiodocker
 from aiodocker.containers import DockerContainer
 
 from service import errors
-from service.docker import attach, container_files, images
+from service.docker import attach, attachments, container_files, images
 from service.docker.errors import (
     DockerConflictError,
     DockerNotFoundError,
@@ -68,6 +68,7 @@ class DockerAdapter:
         self._url = url
         self._client: aiodocker.Docker | None = None
         self._files = container_files.ContainerFiles(self._docker)
+        self.attachments = attachments.Attachments(self._docker)
 
     async def __aenter__(self) -> Self:
         return self

@@ -71,6 +71,8 @@ class ContainerInfo:
     `exit_code` is None until the container has exited. `host_port` is the loopback port the
     container's published port is reachable at, while it runs; `ip_address` its address on its
     network (the host reaches it there too, also on an internal network, which publishes no port).
+    `networks` maps each network it is attached to to its address there; `network_mode` is
+    Docker's (a network's name, `bridge`, `host`, `container:<id>`, `none`).
     """
 
     id: str
@@ -86,6 +88,8 @@ class ContainerInfo:
     restart_count: int
     host_port: int | None
     ip_address: str | None
+    networks: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = ""
 
     @property
     def managed(self) -> bool:
@@ -195,6 +199,8 @@ def container_info(details: Mapping[str, Any]) -> ContainerInfo:
         restart_count=int(details.get("RestartCount") or 0),
         host_port=published_port(details),
         ip_address=_ip_address(details),
+        networks=_addresses(details),
+        network_mode=str((details.get("HostConfig") or {}).get("NetworkMode") or ""),
     )
 
 
@@ -218,6 +224,12 @@ def _ip_address(details: Mapping[str, Any]) -> str | None:
         if address := (endpoint or {}).get("IPAddress"):
             return str(address)
     return None
+
+
+def _addresses(details: Mapping[str, Any]) -> dict[str, str]:
+    """Each network the container is attached to, with its address there ("" before it runs)."""
+    networks: Mapping[str, Any] = (details.get("NetworkSettings") or {}).get("Networks") or {}
+    return {name: str((e or {}).get("IPAddress") or "") for name, e in networks.items()}
 
 
 def _timestamp(value: object) -> datetime | None:

@@ -95,6 +95,7 @@ class McpServerSpec(Command):
     init_containers: Annotated[list[InitContainerSpec], Field(max_length=16)] = []
     cap_add: Annotated[list[Annotated[str, Field(pattern=CAPABILITY)]], Field(max_length=16)] = []
     reload_signal: ReloadSignal | None = None
+    publish_port: bool | None = None
 
     @model_validator(mode="after")
     def _probed_through_the_bridge(self) -> McpServerSpec:

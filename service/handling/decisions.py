@@ -124,6 +124,7 @@ def server_spec(spec: commands.McpServerSpec) -> specs.ServerSpec:
         ),
         cap_add=tuple(spec.cap_add),
         reload_signal=spec.reload_signal,
+        publish_port=spec.publish_port,
     )
 
 

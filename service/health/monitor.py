@@ -74,9 +74,9 @@ def targets(models: status.ReadModels) -> dict[str, Target]:
             if url is None:
                 continue
             host, port = (
-                (status.LOOPBACK, instance.host_port)
-                if instance.host_port
-                else (instance.address, server.spec.port)
+                (instance.address, server.spec.port)
+                if instance.address
+                else (status.LOOPBACK, instance.host_port)
             )
             found[instance.container_id] = Target(
                 server_id,

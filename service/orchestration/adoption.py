@@ -17,6 +17,7 @@ def unrecorded(
     instance: containers.Instance | None,
     credentials_version: str | None,
     wanted_credentials: str | None,
+    by_network: bool = False,
 ) -> list[events.Event]:
     """The events the log lacks for a kept container: none if it knows it running.
 
@@ -25,12 +26,13 @@ def unrecorded(
     than the recorded one is adopted only where it would have replaced it: no instance, a
     failed one, or a successor that carries the wanted credentials where the recorded one
     does not. (An older container that a recorded successor replaced is not re-adopted.)
+    `by_network`: DTMA reaches replicas at their network address, not at a loopback port.
     """
     info = replica.info
     if not info.running:
         return []
     if instance is not None and instance.container_id == info.id:
-        return [_started(replica)] if instance.state == "created" else []
+        return [_started(replica, by_network)] if instance.state == "created" else []
     recorded = (
         str(instance.credentials_version)
         if instance is not None and instance.credentials_version is not None
@@ -38,7 +40,7 @@ def unrecorded(
     )
     successor = credentials_version == wanted_credentials != recorded
     if instance is None or instance.state == "failed" or successor:
-        return [_created(replica, credentials_version), _started(replica)]
+        return [_created(replica, credentials_version), _started(replica, by_network)]
     return []
 
 
@@ -54,12 +56,12 @@ def _created(replica: Replica, credentials_version: str | None) -> events.Contai
     )
 
 
-def _started(replica: Replica) -> events.ContainerStarted:
+def _started(replica: Replica, by_network: bool) -> events.ContainerStarted:
     info = replica.info
     return events.ContainerStarted(
         server_id=replica.server_id,
         replica=replica.replica,
         container_id=info.id,
         host_port=info.host_port,
-        address=info.ip_address if info.host_port is None else None,
+        address=info.ip_address if by_network or info.host_port is None else None,
     )

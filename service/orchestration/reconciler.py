@@ -25,6 +25,7 @@ from service.docker import adapter
 from service.orchestration import adoption, rollouts
 from service.orchestration.action_log import ActionLog
 from service.orchestration.images import ReplicaImages
+from service.orchestration.own_networks import OwnNetworks
 from service.orchestration.replicas import (
     CREDENTIALS_LABEL,
     Replica,
@@ -81,6 +82,7 @@ class Reconciler:
         instance_id: str = "",
         policy: container_policy.ContainerPolicy = container_policy.DEFAULT_POLICY,
         puller: pulls.ImagePuller | None = None,
+        reach: str = "host",
     ) -> None:
         self._owner_labels = dict(owner_labels or {})
         self._instance_id = instance_id
@@ -113,6 +115,7 @@ class Reconciler:
             images,
             policy,
         )
+        self._own_networks = OwnNetworks(docker, reach)
 
     def poke(self) -> None:
         self._wake.set()
@@ -160,6 +163,7 @@ class Reconciler:
         self._log.acted_on = head
         models = status.ReadModels.of(self._runner)
         self._seen = self._runner.position
+        self._starter.reach = await self._own_networks.reach()
         desired = models.desired
         managed = await self._docker.list_managed(self._owner_labels)
         recorded = models.observed.container_ids()
@@ -216,7 +220,8 @@ class Reconciler:
             instance = models.observed.instances.get(replica.server_id, {}).get(replica.replica)
             label = replica.info.labels.get(CREDENTIALS_LABEL)
             wanted = wanted_env(models, replica.server_id)
-            for event in adoption.unrecorded(replica, instance, label, wanted):
+            by_network = self._starter.reach.network
+            for event in adoption.unrecorded(replica, instance, label, wanted, by_network):
                 await self._log.record(replica.server_id, event)
 
     # -- removing ----------------------------------------------------------------------------
@@ -296,6 +301,7 @@ class Reconciler:
                     group.id,
                     events.NetworkCreated(group_id=group.id, network=name, internal=group.internal),
                 )
+        await self._own_networks.attach(network_name(g) for g in desired.groups)
 
     async def _remove_unused_networks(self, desired: groups.GroupsState) -> None:
         recorded = set(self._runner.state(containers.PROJECTION).networks.values())
@@ -303,6 +309,7 @@ class Reconciler:
             ours = self._ours(labels, name in recorded)
             group_id = labels.get("dtma.group") if ours else None
             if group_id and group_id not in desired.groups:
+                await self._own_networks.detach(name)
                 await self._docker.remove_network(name)
                 await self._log.record_group(
                     group_id, events.NetworkRemoved(group_id=group_id, network=name)

@@ -12,7 +12,7 @@ from eventstore import keyring
 from projections import config, containers, credentials, events, groups, health, specs
 from projections import runner as projections_runner
 from service import container_policy, errors, loops
-from service.docker import adapter
+from service.docker import adapter, reach
 from service.orchestration.action_log import ActionLog
 from service.orchestration.images import ReplicaImages
 from service.orchestration.replicas import (
@@ -45,6 +45,7 @@ class ReplicaStarter:
         self._ring = ring
         self._images = images
         self._policy = policy
+        self.reach = reach.HOST  # the reconciler's, once detected
 
     async def start(
         self,
@@ -106,9 +107,7 @@ class ReplicaStarter:
                 self._removing.add(container_id)
                 await self._docker.remove_container(container_id)
             return False
-        address = None
-        if host_port is None:  # an internal network publishes nothing: the host uses the IP
-            address = (await self._docker.inspect_container(container_id)).ip_address
+        host_port, address = await self._reached_at(container_id, host_port)
         await self._log.record(
             spec.id,
             events.ContainerStarted(
@@ -131,6 +130,17 @@ class ReplicaStarter:
                 self._backoff.failed((server.spec.id, replica), _now())
         return image
 
+    async def _reached_at(
+        self, container_id: str, host_port: int | None
+    ) -> tuple[int | None, str | None]:
+        """(loopback port, address) to record for a started replica: in host reach its loopback
+        port, or where nothing is published (an internal network, `publishPort: false`) its
+        address on the group's network (its network mode, which `ip_address` prefers); in
+        network reach that address always, and the port too if published."""
+        if host_port is not None and not self.reach.network:
+            return host_port, None
+        return host_port, (await self._docker.inspect_container(container_id)).ip_address
+
     def _container(
         self,
         desired: groups.GroupsState,
@@ -143,7 +153,9 @@ class ReplicaStarter:
         labels = dict(self._owner_labels)
         if version is not None:
             labels[CREDENTIALS_LABEL] = str(version)
-        made = replica_container(desired, group.id, server, replica, self._policy, labels)
+        made = replica_container(
+            desired, group.id, server, replica, self._policy, labels, self.reach.network
+        )
         return replace(made, env={**made.env, **secret_env})
 
     async def _write_config(self, server_id: str, replica: int, container_id: str) -> None:
@@ -234,9 +246,12 @@ def replica_container(
     replica: int,
     policy: container_policy.ContainerPolicy,
     labels: Mapping[str, str],
+    network_reach: bool = False,
 ) -> adapter.ContainerSpec:
     """A replica's container as its spec, its group and the policy make it (credentials
-    aside): everything a request can shape of it passes through here."""
+    aside): everything a request can shape of it passes through here. Its port is published
+    on the loopback as `publish_port` says, or else unless DTMA reaches it over the network
+    (`network_reach`); fixed `host_ports` always are."""
     spec = server.spec
     limits = policy.limits(desired.limits_of(spec.id))
     own = {
@@ -258,7 +273,9 @@ def replica_container(
         network=network_name(group_id),
         aliases=[spec.id],
         # a stdio server is reached through its stdin and stdout: no port, stdin kept open
-        container_port=None if spec.transport == "stdio" else spec.port,
+        container_port=spec.port
+        if spec.transport != "stdio" and _published(spec, network_reach)
+        else None,
         open_stdin=spec.transport == "stdio",
         memory_mb=limits.memory_mb,
         cpus=limits.cpus,
@@ -268,6 +285,10 @@ def replica_container(
         cap_add=policy.granted_capabilities(spec.cap_add),
         host_ports=spec.host_ports,
     )
+
+
+def _published(spec: specs.ServerSpec, network_reach: bool) -> bool:
+    return spec.publish_port if spec.publish_port is not None else not network_reach
 
 
 def init_containers(

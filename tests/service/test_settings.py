@@ -275,3 +275,11 @@ def test_no_setting_allows_all_or_sys_capabilities(names: str) -> None:
 def test_a_default_memory_limit_docker_would_refuse_is_refused() -> None:
     with pytest.raises(SettingsError, match="default_memory_mb"):
         load_settings([], {"DTMA_DEFAULT_MEMORY_MB": "5"})
+
+
+def test_the_reach_is_detected_by_default_and_a_flag_beats_dtma_reach() -> None:
+    assert load_settings([], {}).reach == "auto"
+    assert load_settings([], {"DTMA_REACH": "network"}).reach == "network"
+    assert load_settings(["--reach", "host"], {"DTMA_REACH": "network"}).reach == "host"
+    with pytest.raises(SettingsError, match="reach must be auto, network or host"):
+        load_settings([], {"DTMA_REACH": "bridge"})

@@ -129,3 +129,12 @@ def test_a_stdio_server_is_declared_with_its_transport_and_probed_only_through_d
         with pytest.raises(ValueError, match="probed with `mcp`"):
             deploy("g", server("a", transport="stdio", healthCheck={"type": check}))
     deploy("g", server("a", transport="stdio", healthCheck={"type": "none"}))
+
+
+def test_publish_port_is_carried_into_the_spec_and_left_to_the_reach_when_absent() -> None:
+    produced = decisions.deploy_group(
+        groups.GroupsState(),
+        deploy("g", server("a"), server("b", publishPort=True), server("c", publishPort=False)),
+    )
+    published = [e.spec.publish_port for e in produced if isinstance(e, events.ServerDeclared)]
+    assert published == [None, True, False]

@@ -88,3 +88,10 @@ def test_an_unrecorded_successor_with_the_wanted_credentials_is_adopted() -> Non
 def test_an_old_container_its_recorded_successor_replaces_is_not_adopted_again() -> None:
     old = replica("c1", version="1")
     assert adoption.unrecorded(old, instance("c2", version=2), "1", "2") == []
+
+
+def test_in_network_reach_a_container_is_adopted_with_its_address_beside_its_port() -> None:
+    _created, started = adoption.unrecorded(replica(), None, None, None, by_network=True)
+    assert started == events.ContainerStarted(
+        server_id="s", replica=1, container_id="c1", host_port=32768, address="172.18.0.2"
+    )
