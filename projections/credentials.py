@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from eventstore import times
-from projections import events
+from projections import events, specs
 from projections.folds import Projection, StreamVersioned, with_stream_versions
 
 Status = Literal["pending", "injected", "failed", "retired", "revoked"]
@@ -22,8 +22,8 @@ class Version(BaseModel):
     version: int
     agent_id: str
     key_id: str
-    secrets: tuple[events.SealedSecret, ...]  # emptied when revoked or retired: forgotten
-    oauth: tuple[events.OAuthGrant, ...] = ()
+    secrets: tuple[specs.SealedSecret, ...]  # emptied when revoked or retired: forgotten
+    oauth: tuple[specs.OAuthGrant, ...] = ()
     oauth_errors: dict[str, str] = {}  # provider -> why its last token request failed
     source: str = "request"
     names: tuple[str, ...]
@@ -35,14 +35,14 @@ class Version(BaseModel):
     last_error: str | None = None
     forgotten: bool = False
 
-    def file_secrets(self) -> tuple[events.SealedSecret, ...]:
+    def file_secrets(self) -> tuple[specs.SealedSecret, ...]:
         return tuple(s for s in self.secrets if s.mode == "file")
 
     def in_place(self, replica: int, container_id: str | None) -> bool:
         """Its files are in that replica's container (or it has none to put there)."""
         return not self.file_secrets() or self.applied.get(replica) == container_id
 
-    def env_secrets(self) -> tuple[events.SealedSecret, ...]:
+    def env_secrets(self) -> tuple[specs.SealedSecret, ...]:
         return tuple(s for s in self.secrets if s.mode == "env")
 
     def expired(self, now: datetime) -> bool:

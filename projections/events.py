@@ -181,34 +181,6 @@ class CircuitTransitioned(Event):
     open_timeout_ms: int | None = None
 
 
-class SealedSecret(BaseModel):
-    """One secret of a credential version, encrypted with that version's data key. Only the
-    ciphertext is ever in the log; the key lives (wrapped) in the store's key table."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    mode: Literal["env", "file"]
-    kind: Literal["api_key", "certificate", "oauth_access_token"]
-    ciphertext: str
-    expires_at: str | None = None  # an OAuth access token's expiry
-
-
-class OAuthGrant(BaseModel):
-    """How to obtain a provider's access tokens; the client secret and refresh token are
-    ciphertext under the version's data key, like every secret."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    provider: str
-    client_id: str
-    scopes: tuple[str, ...] = ()
-    token_endpoint: str
-    client_secret: str
-    refresh_token: str | None = None
-    mode: Literal["env", "file"] = "file"
-
-
 class CredentialsInjected(Event):
     """A new version of a server's credentials, bound to an agent. Its secrets are sealed with
     the data key `key_id`; destroying that key forgets them for good."""
@@ -217,10 +189,10 @@ class CredentialsInjected(Event):
     agent_id: str
     version: int
     key_id: str
-    secrets: tuple[SealedSecret, ...]
+    secrets: tuple[specs.SealedSecret, ...]
     source: Literal["request", "backend", "oauth", "expiry"] = "request"
     expires_at: str | None = None
-    oauth: tuple[OAuthGrant, ...] = ()
+    oauth: tuple[specs.OAuthGrant, ...] = ()
 
 
 class CredentialsApplied(Event):

@@ -1,6 +1,8 @@
-"""Desired-state value objects carried by events: what a group and its MCP servers should be.
+"""Value objects carried by events: what a group and its MCP servers should be, and the sealed
+secrets of a credential version.
 
-Stored as the events' data (snake_case); `service.commands` maps the camelCase wire form here.
+Stored as the events' data (snake_case); `service.handling.commands` maps the camelCase wire
+form here.
 """
 
 from __future__ import annotations
@@ -99,3 +101,31 @@ class ServerSpec(Value):
             "dtma.tool.name": self.legacy.instance_name,
             "dtma.tool.account-tool-instance-id": self.legacy.account_tool_instance_id,
         }
+
+
+class SealedSecret(BaseModel):
+    """One secret of a credential version, encrypted with that version's data key. Only the
+    ciphertext is ever in the log; the key lives (wrapped) in the store's key table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    mode: Literal["env", "file"]
+    kind: Literal["api_key", "certificate", "oauth_access_token"]
+    ciphertext: str
+    expires_at: str | None = None  # an OAuth access token's expiry
+
+
+class OAuthGrant(BaseModel):
+    """How to obtain a provider's access tokens; the client secret and refresh token are
+    ciphertext under the version's data key, like every secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    client_id: str
+    scopes: tuple[str, ...] = ()
+    token_endpoint: str
+    client_secret: str
+    refresh_token: str | None = None
+    mode: Literal["env", "file"] = "file"

@@ -14,7 +14,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
 from eventstore import keyring
-from projections import credentials, events
+from projections import credentials, specs
 from service import errors
 from service.handling import commands
 
@@ -107,7 +107,7 @@ def check(version: PlainVersion) -> None:
         raise _invalid("give at least one apiKey, oauthProvider or certificate")
 
 
-Sealed = tuple[str, tuple[events.SealedSecret, ...], tuple[events.OAuthGrant, ...]]
+Sealed = tuple[str, tuple[specs.SealedSecret, ...], tuple[specs.OAuthGrant, ...]]
 
 
 async def seal(ring: keyring.KeyRing, version: PlainVersion) -> Sealed:
@@ -115,7 +115,7 @@ async def seal(ring: keyring.KeyRing, version: PlainVersion) -> Sealed:
     key_id = await ring.create()
     secrets = tuple(
         [
-            events.SealedSecret(
+            specs.SealedSecret(
                 name=s.name,
                 mode=s.mode,
                 kind=s.kind,
@@ -127,7 +127,7 @@ async def seal(ring: keyring.KeyRing, version: PlainVersion) -> Sealed:
     )
     grants = tuple(
         [
-            events.OAuthGrant(
+            specs.OAuthGrant(
                 provider=g.provider,
                 client_id=g.client_id,
                 scopes=g.scopes,

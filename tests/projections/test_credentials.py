@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from projections import credentials, events
+from projections import credentials, events, specs
 from tests.projections.folding import fold_facts
 
 AT = "2026-01-01T00:00:00.000000Z"
@@ -19,8 +19,7 @@ def fold(*facts: tuple[str, events.Event]) -> credentials.CredentialsState:
 
 def injected(version: int, *names: str) -> tuple[str, events.Event]:
     secrets = tuple(
-        events.SealedSecret(name=n, mode="file", kind="api_key", ciphertext=f"ct-{n}")
-        for n in names
+        specs.SealedSecret(name=n, mode="file", kind="api_key", ciphertext=f"ct-{n}") for n in names
     )
     event = events.CredentialsInjected(
         server_id="srv", agent_id="agent", version=version, key_id=f"k{version}", secrets=secrets

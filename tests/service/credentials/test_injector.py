@@ -71,7 +71,7 @@ class Log:
     async def inject(self, version: int, value: bytes) -> str:
         """A new version holding `value` as the file secret api.key; return its key id."""
         key_id = await self.ring.create()
-        sealed = events.SealedSecret(
+        sealed = specs.SealedSecret(
             name="api.key",
             mode="file",
             kind="api_key",

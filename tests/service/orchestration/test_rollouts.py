@@ -45,7 +45,7 @@ def declared(replicas: int = 2, host_ports: bool = False) -> list[events.Event]:
 
 
 def env_credentials(version: int) -> events.CredentialsInjected:
-    sealed = events.SealedSecret(name="API_KEY", mode="env", kind="api_key", ciphertext="c2Vh")
+    sealed = specs.SealedSecret(name="API_KEY", mode="env", kind="api_key", ciphertext="c2Vh")
     return events.CredentialsInjected(
         server_id="s", agent_id="a", version=version, key_id=f"k{version}", secrets=(sealed,)
     )
