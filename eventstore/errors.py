@@ -72,3 +72,44 @@ class SchemaVersionError(StoreError):
         self.type_name = type_name
         self.stored = stored
         self.known = known
+
+
+class KeyringError(StoreError):
+    """Root of what the key ring raises on purpose (eventstore.keyring)."""
+
+
+class KeyFileError(KeyringError):
+    """The key file is missing, malformed, open to other users, or not the database's master."""
+
+
+class UnknownKeyError(KeyringError):
+    """No data key has this id."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no data key {key_id!r}")
+        self.key_id = key_id
+
+
+class KeyDestroyedError(KeyringError):
+    """The data key was destroyed: whatever it encrypted is gone for good."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"data key {key_id!r} was destroyed")
+        self.key_id = key_id
+
+
+class CiphertextError(KeyringError):
+    """The ciphertext is malformed, or was not made with this key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"the ciphertext does not decrypt with key {key_id!r}")
+        self.key_id = key_id
+
+
+class MasterKeyMismatchError(KeyFileError):
+    """The data keys are wrapped by another master key than the one the ring holds."""
+
+    def __init__(self, found: str, held: str) -> None:
+        super().__init__(f"data keys are wrapped by master key {found}, this ring holds {held}")
+        self.found = found
+        self.held = held

@@ -18,19 +18,11 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from eventstore.errors import StoreError
+from eventstore.errors import KeyFileError
 
 KEY_BYTES = 32
 LOCK_POLL_S = 0.05
 LOCK_TIMEOUT_S = 60.0
-
-
-class KeyringError(StoreError):
-    """Root of what the key ring raises on purpose (eventstore.keyring)."""
-
-
-class KeyFileError(KeyringError):
-    """The key file is missing, malformed, open to other users, or not the database's master."""
 
 
 class MasterKey:

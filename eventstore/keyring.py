@@ -55,9 +55,13 @@ from nacl.signing import SigningKey
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from eventstore import keyfile, schema
+from eventstore.errors import CiphertextError as CiphertextError  # "as": re-exported
+from eventstore.errors import KeyDestroyedError as KeyDestroyedError
+from eventstore.errors import KeyFileError as KeyFileError
+from eventstore.errors import KeyringError as KeyringError
+from eventstore.errors import MasterKeyMismatchError as MasterKeyMismatchError
 from eventstore.errors import StoreUnavailableError
-from eventstore.keyfile import KeyFileError as KeyFileError  # "as": re-exported
-from eventstore.keyfile import KeyringError as KeyringError
+from eventstore.errors import UnknownKeyError as UnknownKeyError
 from eventstore.keyfile import MasterKey as MasterKey
 from eventstore.signing import Signer
 from eventstore.store import _translated
@@ -76,39 +80,6 @@ MASTER_CHECK_ID = "master-check"
 CHECKPOINT_ATTEMPTS = 3
 LOCK_TABLE = sa.text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE")
 KEYS = schema.data_keys.c
-
-
-class UnknownKeyError(KeyringError):
-    """No data key has this id."""
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(f"no data key {key_id!r}")
-        self.key_id = key_id
-
-
-class KeyDestroyedError(KeyringError):
-    """The data key was destroyed: whatever it encrypted is gone for good."""
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(f"data key {key_id!r} was destroyed")
-        self.key_id = key_id
-
-
-class CiphertextError(KeyringError):
-    """The ciphertext is malformed, or was not made with this key."""
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(f"the ciphertext does not decrypt with key {key_id!r}")
-        self.key_id = key_id
-
-
-class MasterKeyMismatchError(KeyFileError):
-    """The data keys are wrapped by another master key than the one the ring holds."""
-
-    def __init__(self, found: str, held: str) -> None:
-        super().__init__(f"data keys are wrapped by master key {found}, this ring holds {held}")
-        self.found = found
-        self.held = held
 
 
 async def load_ring(engine: AsyncEngine, key_file: Path) -> KeyRing:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from eventstore import keyfile
-from eventstore.keyfile import KeyFileError, MasterKey
+from eventstore.errors import KeyFileError
+from eventstore.keyfile import MasterKey
 
 
 @pytest.fixture
