@@ -2,6 +2,7 @@
 
 from eventstore.catalogue import Catalogue
 from eventstore.chain import ChainReport
+from eventstore.engines import create_engine
 from eventstore.errors import (
     EventRejectedError,
     IdempotencyConflictError,
@@ -10,8 +11,8 @@ from eventstore.errors import (
     UnknownEventTypeError,
     VersionConflictError,
 )
-from eventstore.records import AppendResult, NewEvent, RecordedEvent
-from eventstore.store import EventStore, Snapshot, create_engine
+from eventstore.records import AppendResult, NewEvent, RecordedEvent, Snapshot
+from eventstore.store import EventStore
 
 __all__ = [
     "AppendResult",

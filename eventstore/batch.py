@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from eventstore.chain import event_hash
 from eventstore.errors import IdempotencyConflictError, StoreError, VersionConflictError
-from eventstore.records import AppendResult, StoredIdempotencyKey, canonical_json
+from eventstore.records import AppendResult, NewEvent, StoredIdempotencyKey, canonical_json
 
 # (position, stream_id, stream_version, type, schema_version, data, metadata, recorded_at, hash)
 EventRow = tuple[int, str, int, str, int, str, str, str, str]
@@ -159,4 +159,39 @@ def key_from_row(
 ) -> StoredIdempotencyKey:
     return StoredIdempotencyKey(
         key, request_hash, stream_id, tuple(json.loads(positions)), version, _loads(result)
+    )
+
+
+def encode_request(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: int | None,
+    idempotency_key: str | None,
+    metadata: Mapping[str, Any] | None,
+    request_hash: str | None,
+    result: Mapping[str, Any] | None,
+) -> AppendRequest:
+    """An append as the writers take it: its events' data and metadata as canonical JSON."""
+    shared = dict(metadata or {})
+    if idempotency_key:
+        shared["idempotency_key"] = idempotency_key
+    shared_json = canonical_json(shared)
+    encoded = tuple(
+        EncodedEvent(
+            event.type,
+            event.schema_version,
+            canonical_json(event.data if type(event.data) is dict else dict(event.data)),
+            canonical_json({**shared, **event.metadata}) if event.metadata else shared_json,
+        )
+        for event in events
+    )
+    if not encoded:
+        raise ValueError("an append needs at least one event")
+    return AppendRequest(
+        stream_id=stream_id,
+        events=encoded,
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        result_json=None if result is None else canonical_json(dict(result)),
     )

@@ -99,3 +99,13 @@ class StoredIdempotencyKey:
     positions: tuple[int, ...]
     stream_version: int
     result: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A projection's state as of `position`, folded by `fold_version` of its fold."""
+
+    name: str
+    position: int
+    fold_version: int
+    state_json: str

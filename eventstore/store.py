@@ -27,21 +27,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventstore import readonly, schema, storable
-from eventstore.batch import AppendRequest, EncodedEvent, Outcome, key_from_row
+from eventstore import batch, readonly, schema, storable
+from eventstore.batch import Outcome, key_from_row
 from eventstore.catalogue import Catalogue
 from eventstore.chain import ChainReport, ChainVerifier
+from eventstore.engines import create_engine
 from eventstore.errors import StoreError, StoreUnavailableError
 from eventstore.notifier import Notifier
 from eventstore.pending import Pending
@@ -50,8 +49,8 @@ from eventstore.records import (
     AppendResult,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StoredIdempotencyKey,
-    canonical_json,
 )
 from eventstore.times import format_time
 
@@ -79,57 +78,6 @@ class Writer(Protocol):
 
 
 PageFetcher = Callable[[Any, int, int, "str | None"], Awaitable[list[RecordedEvent]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    name: str
-    position: int
-    fold_version: int
-    state_json: str
-
-
-def async_url(url: str) -> str:
-    """The SQLAlchemy async URL for `sqlite:///file` or `postgresql://...`."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
-
-
-def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
-    """An async engine; on SQLite every connection gets WAL, synchronous=FULL, a busy timeout.
-
-    `read_only`: PostgreSQL transactions refuse writes and SQLite connections set only the busy
-    timeout; give a SQLite URL from `readonly.sqlite_url`, which opens the file read-only.
-    """
-    # PostgreSQL connections die with a server restart: each is checked as it leaves the pool,
-    # so the first request after an outage is served, not refused
-    postgres = url.startswith("postgresql")
-    connect_args: dict[str, Any] = {}
-    if postgres and read_only:
-        connect_args["server_settings"] = readonly.POSTGRES_SERVER_SETTINGS
-    engine = create_async_engine(async_url(url), pool_pre_ping=postgres, connect_args=connect_args)
-    if engine.dialect.name == "sqlite":
-        from eventstore.sqlite import PRAGMAS, keep_private
-        from eventstore.sqlite_connections import guard
-
-        pragmas = readonly.SQLITE_PRAGMAS if read_only else PRAGMAS
-        if not read_only:
-            for name in keep_private(make_url(url).database or ""):
-                logger.warning("%s was open to group or others; its mode is now 0600", name)
-
-        @sa_event.listens_for(engine.sync_engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            guard(dbapi_connection)
-            cursor = dbapi_connection.cursor()
-            for pragma in pragmas:
-                cursor.execute(pragma)
-            cursor.close()
-
-    return engine
 
 
 class EventStore:
@@ -274,7 +222,7 @@ class EventStore:
         submitted one after another are written in that order (in one transaction, if they
         arrive together), so a caller may submit the next append to a stream, expecting the
         version the previous one will make, before the previous one is durable."""
-        request = _encode(
+        request = batch.encode_request(
             stream_id, events, expected_version, idempotency_key, metadata, request_hash, result
         )
         storable.check(request, self.catalogue)
@@ -441,37 +389,3 @@ def _translated() -> Iterator[None]:
         yield
     except (sa.exc.DBAPIError, sa.exc.InterfaceError, OSError) as exc:
         raise StoreUnavailableError(f"the database is unavailable: {type(exc).__name__}") from exc
-
-
-def _encode(
-    stream_id: str,
-    events: Sequence[NewEvent],
-    expected_version: int | None,
-    idempotency_key: str | None,
-    metadata: Mapping[str, Any] | None,
-    request_hash: str | None,
-    result: Mapping[str, Any] | None,
-) -> AppendRequest:
-    shared = dict(metadata or {})
-    if idempotency_key:
-        shared["idempotency_key"] = idempotency_key
-    shared_json = canonical_json(shared)
-    encoded = tuple(
-        EncodedEvent(
-            event.type,
-            event.schema_version,
-            canonical_json(event.data if type(event.data) is dict else dict(event.data)),
-            canonical_json({**shared, **event.metadata}) if event.metadata else shared_json,
-        )
-        for event in events
-    )
-    if not encoded:
-        raise ValueError("an append needs at least one event")
-    return AppendRequest(
-        stream_id=stream_id,
-        events=encoded,
-        expected_version=expected_version,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        result_json=None if result is None else canonical_json(dict(result)),
-    )

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from eventstore.catalogue import Catalogue
 from eventstore.errors import StoreError
 from eventstore.notifier import Notifier
-from eventstore.records import RecordedEvent
-from eventstore.store import EventStore, Snapshot
+from eventstore.records import RecordedEvent, Snapshot
+from eventstore.store import EventStore
 from projections import events, skips
 from projections.folds import Projection
 

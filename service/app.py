@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 import migrations
 from eventstore import audit as eventstore_audit
-from eventstore import errors, keyring
+from eventstore import engines, errors, keyring
 from eventstore import store as eventstore_store
 from projections import ALL, events
 from projections import runner as projections_runner
@@ -66,7 +66,7 @@ bridge_probe_key = web.AppKey("dtma.bridge_probe_token", str)
 
 async def open_store(settings: Settings) -> eventstore_store.EventStore:
     """The store on a database brought to the newest schema."""
-    engine = eventstore_store.create_engine(settings.database_url)
+    engine = engines.create_engine(settings.database_url)
     await migrations.upgrade(engine)
     return await eventstore_store.EventStore.open(
         settings.database_url, engine=engine, catalogue=events.CATALOGUE

@@ -9,8 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import migrations
+from eventstore.engines import create_engine
 from eventstore.schema import metadata
-from eventstore.store import create_engine
 
 
 async def test_a_fresh_database_migrated_to_head_matches_the_metadata(database_url: str) -> None:

@@ -19,8 +19,7 @@ from aiohttp import log as aiohttp_log
 from aiohttp import web
 
 import migrations
-from eventstore import errors, keyring, records, times
-from eventstore import store as eventstore_store
+from eventstore import engines, errors, keyring, records, times
 from projections import ALL, events
 from projections import runner as projections_runner
 from service import app, logs
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace, settings: service_settings.Settings) -> int:
 
 
 async def migrate(settings: service_settings.Settings) -> int:
-    engine = eventstore_store.create_engine(settings.database_url)
+    engine = engines.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         print(json.dumps({"revision": await migrations.current_revision(engine)}))
@@ -220,7 +219,7 @@ async def rotate_keys(settings: service_settings.Settings) -> int:
     """A new master key: every data key re-wrapped, then the key file replaced (crash-safe).
     Prints the fingerprints, never a key."""
     key_file = Path(settings.key_file)
-    engine = eventstore_store.create_engine(settings.database_url)
+    engine = engines.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         ring = await keyring.load_ring(engine, key_file)

@@ -11,7 +11,7 @@ import sys
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
-from eventstore import store
+from eventstore import engines
 from service import settings as service_settings
 from service.access import token_store, tokens
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
 
 
 async def run(settings: service_settings.Settings, args: argparse.Namespace) -> int:
-    engine = store.create_engine(settings.database_url)
+    engine = engines.create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
         if args.token_action == "add":

@@ -13,9 +13,10 @@ import migrations
 from eventstore import audit, schema, signing
 from eventstore.audit import Checkpointer, KnownHead
 from eventstore.chain import hash_of
+from eventstore.engines import create_engine
 from eventstore.records import NewEvent
 from eventstore.signing import Signer
-from eventstore.store import EventStore, create_engine
+from eventstore.store import EventStore
 
 EVERY = 3
 

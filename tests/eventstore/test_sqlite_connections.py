@@ -16,8 +16,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from eventstore.engines import create_engine
 from eventstore.sqlite_connections import StopOnceConnection
-from eventstore.store import create_engine
 
 DEADLINE_S = 2.0
 SLOW_QUERY = (

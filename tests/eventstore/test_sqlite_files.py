@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import NewEvent
-from eventstore.store import create_engine
+from eventstore.engines import create_engine
 from tests.support.databases import open_migrated_store
 
 

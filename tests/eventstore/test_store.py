@@ -17,7 +17,7 @@ from eventstore import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from eventstore.store import create_engine
+from eventstore.engines import create_engine
 from tests.support.databases import open_migrated_store
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 import migrations
 from eventstore import schema
+from eventstore.engines import create_engine
 from eventstore.keyring import load_ring
-from eventstore.store import create_engine
 from service import logs
 from service.logs import JsonFormatter
 

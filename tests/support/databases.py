@@ -15,7 +15,8 @@ from sqlalchemy.engine import make_url
 
 import migrations
 from eventstore.catalogue import Catalogue
-from eventstore.store import EventStore, create_engine
+from eventstore.engines import create_engine
+from eventstore.store import EventStore
 
 DEFAULT_POSTGRES_URL = "postgresql://dtma:dtma@127.0.0.1:5432/dtma_test"
 

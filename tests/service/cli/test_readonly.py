@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import migrations
+from eventstore.engines import create_engine
 from eventstore.records import NewEvent
-from eventstore.store import create_engine
 from tests.service.cli.test_main import COMMAND_TIMEOUT_S, DTMA, Finished, head_revision
 from tests.service.cli.test_main import run_command as run
 from tests.support.databases import open_migrated_store, postgres_required
