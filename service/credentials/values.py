@@ -4,19 +4,16 @@ to refresh it. No function here logs or formats a value."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
+from nacl.public import PrivateKey
 
 from eventstore import keyring
 from projections import credentials, specs
 from service import errors
-from service.handling import commands
+from service.handling import commands, sealed
 
 Mode = Literal["env", "file"]
 Kind = Literal["api_key", "certificate", "oauth_access_token"]
@@ -70,11 +67,21 @@ def from_request(
     requirements (an OAuth token is injected as they say, else as a file). 422 for a sealed
     value that does not open, a name given twice, an env value that cannot be a variable."""
     secrets = [
-        PlainSecret(k.name, k.mode, "api_key", _open(k.value, private, f"apiKeys.{i}.value"))
+        PlainSecret(
+            k.name,
+            k.mode,
+            "api_key",
+            sealed.opened(k.value, private, f"credentials.apiKeys.{i}.value"),
+        )
         for i, k in enumerate(spec.api_keys)
     ]
     secrets += [
-        PlainSecret(c.name, "file", "certificate", _open(c.pem, private, f"certificates.{i}.pem"))
+        PlainSecret(
+            c.name,
+            "file",
+            "certificate",
+            sealed.opened(c.pem, private, f"credentials.certificates.{i}.pem"),
+        )
         for i, c in enumerate(spec.certificates)
     ]
     grants = [
@@ -83,10 +90,14 @@ def from_request(
             client_id=p.client_id,
             scopes=tuple(p.scopes),
             token_endpoint=p.token_endpoint,
-            client_secret=_open(p.client_secret, private, f"oauthProviders.{i}.clientSecret"),
+            client_secret=sealed.opened(
+                p.client_secret, private, f"credentials.oauthProviders.{i}.clientSecret"
+            ),
             refresh_token=None
             if p.refresh_token is None
-            else _open(p.refresh_token, private, f"oauthProviders.{i}.refreshToken"),
+            else sealed.opened(
+                p.refresh_token, private, f"credentials.oauthProviders.{i}.refreshToken"
+            ),
             mode="env" if modes.get(access_token_name(p.provider)) == "env" else "file",
         )
         for i, p in enumerate(spec.oauth_providers)
@@ -182,23 +193,6 @@ def _env_safe(value: bytes) -> bool:
         return "\x00" not in value.decode()
     except UnicodeDecodeError:
         return False
-
-
-def _open(value: str | commands.Sealed, private: PrivateKey, field: str) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    try:
-        return SealedBox(private).decrypt(base64.b64decode(value.sealed, validate=True))
-    except (CryptoError, binascii.Error, ValueError):
-        raise errors.ValidationFailedError(
-            "a sealed value could not be opened with this service's key",
-            details=[
-                {
-                    "field": f"credentials.{field}",
-                    "message": "not sealed to GET /credentials/public-key",
-                }
-            ],
-        ) from None
 
 
 def _invalid(*messages: str) -> errors.ValidationFailedError:

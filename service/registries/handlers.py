@@ -3,19 +3,15 @@ our public key on the wire), listed without passwords, and forgotten by destroyi
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 from typing import Annotated, Any
 
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
 from pydantic import Field
 
 from eventstore import keyring
 from projections import events, registries
 from service import errors
-from service.handling import appending, commands, context
+from service.handling import appending, commands, context, sealed
 
 SERVER = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$"  # host[:port], as images name it
 DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -53,7 +49,7 @@ async def store(
     replayed = await appending.replay_if_known(ctx, meta)  # before any key is made
     if replayed is not None:
         return replayed
-    password = _opened(command.password, await ring.box_keypair())
+    password = sealed.opened(command.password, await ring.box_keypair(), "password")
     server = server_name(command.server)
     key_id = await ring.create()
     event = events.RegistryCredentialsStored(
@@ -127,15 +123,3 @@ def command_handlers(ring: keyring.KeyRing) -> dict[type[commands.Command], cont
         StoreRegistryCredentials: functools.partial(store, ring=ring),
         ForgetRegistryCredentials: functools.partial(forget, ring=ring),
     }
-
-
-def _opened(value: str | commands.Sealed, private: PrivateKey) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    try:
-        return SealedBox(private).decrypt(base64.b64decode(value.sealed, validate=True))
-    except (CryptoError, binascii.Error, ValueError):
-        raise errors.ValidationFailedError(
-            "a sealed value could not be opened with this service's key",
-            details=[{"field": "password", "message": "not sealed to GET /credentials/public-key"}],
-        ) from None
