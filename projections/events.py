@@ -258,9 +258,11 @@ class RegistryCredentialsForgotten(Event):
 
 
 class ImagePulled(Event):
-    """The image a server's generation runs, resolved: `digest` (the registry's manifest
+    """The image a server's declaration runs, resolved: `digest` (the registry's manifest
     digest, or the image id of an image only this host has) and `reference`, what its replicas
-    are created from until a new generation. `pulled`: fetched now, else found on this host."""
+    are created from until it is declared again. `generation`: the position of that
+    `ServerDeclared` (before restarts kept the pin, the restart's). `pulled`: fetched now, else
+    found on this host."""
 
     server_id: str
     generation: int

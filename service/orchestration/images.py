@@ -1,6 +1,6 @@
-"""Which image a server's replicas are created from: the digest pinned for its generation (so
-a scale-up or a replacement runs the same bits after the tag moved), resolved and recorded once
-per generation, or at every start under `Always`. A failed pull is recorded, not a crash."""
+"""Which image a server's replicas are created from: the digest pinned when it was declared (so
+a scale-up, a replacement or a restart runs the same bits after the tag moved), resolved and
+recorded once per declaration, or at every start under `Always`. A failed pull is recorded."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class ReplicaImages:
         except errors.ImagePullError as exc:
             failed = events.ImagePullFailed(
                 server_id=spec.id,
-                generation=server.generation,
+                generation=server.declared_generation,
                 image=spec.image,
                 reason=exc.message,
             )
@@ -50,7 +50,7 @@ class ReplicaImages:
         except errors.ImagePullError as exc:
             failed = events.ImagePullFailed(
                 server_id=server.spec.id,
-                generation=server.generation,
+                generation=server.declared_generation,
                 image=init.image,
                 reason=exc.message,
             )
@@ -61,7 +61,9 @@ class ReplicaImages:
     async def _resolved(self, server: groups.ServerState) -> str:
         spec = server.spec
         policy = spec.image_pull_policy
-        pin = self._runner.state(images.PROJECTION).pin(spec.id, server.generation, spec.image)
+        pin = self._runner.state(images.PROJECTION).pin(
+            spec.id, server.declared_generation, spec.image
+        )
         if pin is not None and policy != "Always":
             # the pinned bits, pulled again by digest if they left this host
             await self._puller.ensure(pin.reference, policy, spec.id)
@@ -71,7 +73,7 @@ class ReplicaImages:
         if pin is None or pin.digest != digest:
             pinned = events.ImagePulled(
                 server_id=spec.id,
-                generation=server.generation,
+                generation=server.declared_generation,
                 image=spec.image,
                 digest=digest,
                 reference=reference,
