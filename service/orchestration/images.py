@@ -46,7 +46,12 @@ class ReplicaImages:
         policy says; a failure is recorded."""
         init = server.spec.init_containers[index - 1]
         try:
-            await self._puller.ensure(init.image, init.image_pull_policy, server.spec.id)
+            await self._puller.ensure(
+                init.image,
+                init.image_pull_policy,
+                server.spec.id,
+                self._started(server, init.image),
+            )
         except errors.ImagePullError as exc:
             failed = events.ImagePullFailed(
                 server_id=server.spec.id,
@@ -66,9 +71,13 @@ class ReplicaImages:
         )
         if pin is not None and policy != "Always":
             # the pinned bits, pulled again by digest if they left this host
-            await self._puller.ensure(pin.reference, policy, spec.id)
+            await self._puller.ensure(
+                pin.reference, policy, spec.id, self._started(server, pin.reference)
+            )
             return pin.reference
-        image, pulled = await self._puller.ensure(spec.image, policy, spec.id)
+        image, pulled = await self._puller.ensure(
+            spec.image, policy, spec.id, self._started(server, spec.image)
+        )
         digest, reference = references.digest_of(image, spec.image)
         if pin is None or pin.digest != digest:
             pinned = events.ImagePulled(
@@ -81,3 +90,17 @@ class ReplicaImages:
             )
             await self._log.record(spec.id, pinned, server.changed_at)
         return reference
+
+    def _started(self, server: groups.ServerState, image: str) -> pulls.Started:
+        """Records that a pull of `image` for the server begins: appended before the pull,
+        so an auditor sees every pull, even one whose result DTMA never got to record."""
+
+        async def record() -> None:
+            started = events.ImagePullStarted(
+                server_id=server.spec.id,
+                generation=server.declared_generation,
+                image=image,
+            )
+            await self._log.record(server.spec.id, started, server.changed_at)
+
+        return record

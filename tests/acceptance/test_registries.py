@@ -84,6 +84,12 @@ async def until_moved(service: Any, server_id: str, after: int, first: str) -> s
     return await wait_until(probe, 60)
 
 
+async def pull_facts(service: Any, server_id: str) -> list[str]:
+    return [
+        e["type"] for e in await log_of(service, server_id) if e["type"].startswith("ImagePull")
+    ]
+
+
 async def until_generation(
     service: Any, docker: DockerAdapter, owner: dict[str, str], server_id: str, position: int
 ) -> ContainerInfo:
@@ -119,6 +125,7 @@ async def test_a_private_image_runs_with_stored_credentials_that_go_nowhere_else
     position = await deploy(service, "private", pushed)
     healthy = await until_healthy(service, "private", position)
 
+    assert await pull_facts(service, "private") == ["ImagePullStarted", "ImagePulled"]
     pulled = await of_type(service, "private", "ImagePulled")
     assert len(pulled) == 1 and pulled[0]["data"]["pulled"] is True
     digest = pulled[0]["data"]["digest"]
@@ -239,6 +246,8 @@ async def test_a_group_restart_runs_the_pinned_digest_and_only_a_redeploy_moves_
     container = await until_generation(service, docker, owner_labels, "kept", restarted)
     assert container.image == f"{repository}@{first}"
     assert (await status_of(service, "kept", restarted))["imageDigest"] == first
+    # the pinned image was here: nothing pulled, so no pull began
+    assert await pull_facts(service, "kept") == ["ImagePullStarted", "ImagePulled"]
 
     position = await deploy(service, "kept", pushed)  # the very same spec, declared again
     container = await until_generation(service, docker, owner_labels, "kept", position)
@@ -246,6 +255,7 @@ async def test_a_group_restart_runs_the_pinned_digest_and_only_a_redeploy_moves_
     assert moved not in (None, first) and container.image == f"{repository}@{moved}"
     pins = [e["data"]["digest"] for e in await of_type(service, "kept", "ImagePulled")]
     assert pins == [first, moved]
+    assert await pull_facts(service, "kept") == ["ImagePullStarted", "ImagePulled"] * 2
 
 
 async def test_a_tool_image_is_never_an_image_id_prefix(
