@@ -257,10 +257,21 @@ class RegistryCredentialsForgotten(Event):
     key_id: str
 
 
+class ImagePullStarted(Event):
+    """A pull of `image` for a server began (not when the image was on this host already);
+    its result is the `ImagePulled` or `ImagePullFailed` that follows. Progress is not logged."""
+
+    server_id: str
+    generation: int
+    image: str
+
+
 class ImagePulled(Event):
-    """The image a server's generation runs, resolved: `digest` (the registry's manifest
+    """The image a server's declaration runs, resolved: `digest` (the registry's manifest
     digest, or the image id of an image only this host has) and `reference`, what its replicas
-    are created from until a new generation. `pulled`: fetched now, else found on this host."""
+    are created from until it is declared again. `generation`: the position of that
+    `ServerDeclared` (before restarts kept the pin, the restart's). `pulled`: fetched now, else
+    found on this host."""
 
     server_id: str
     generation: int
@@ -371,6 +382,7 @@ for _model in (
     EventSkipped,
     RegistryCredentialsStored,
     RegistryCredentialsForgotten,
+    ImagePullStarted,
     ImagePulled,
     ImagePullFailed,
 ):

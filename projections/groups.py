@@ -22,6 +22,9 @@ class ServerState(BaseModel):
     replicas: int
     # Position of the last event that asks for new containers (a new spec, a restart).
     generation: int
+    # Position of its last ServerDeclared (a deploy, even of the same spec): the generation
+    # its image digest is pinned for, so a restart runs the same bits and a redeploy does not.
+    declared_generation: int = 0
     # Position of the last command event that changed it (declared, scaled, restarted): what
     # the reconciler names as the cause of what it does for the server.
     changed_at: int = 0
@@ -99,6 +102,7 @@ def _declare(state: GroupsState, event: events.ServerDeclared, at: events.Envelo
         spec=event.spec,
         replicas=event.spec.replicas,
         generation=at.position,
+        declared_generation=at.position,
         changed_at=at.position,
         declared_at=at.recorded_at,
     )
@@ -131,4 +135,4 @@ def _remove_servers(state: GroupsState, server_ids: set[str]) -> GroupsState:
 
 apply = with_stream_versions(STREAM_PREFIX, _fold)
 
-PROJECTION = Projection(name="groups", fold_version=2, state_type=GroupsState, apply=apply)
+PROJECTION = Projection(name="groups", fold_version=3, state_type=GroupsState, apply=apply)

@@ -1,5 +1,5 @@
-"""Which image each server runs, a pure fold: the digest pinned for its current generation
-(replicas are created from it until a new one) and why its last pull failed."""
+"""Which image each server runs, a pure fold: the digest pinned for its declaration (replicas
+are created from it until it is declared again) and why its last pull failed."""
 
 from __future__ import annotations
 

@@ -106,9 +106,9 @@ def server_status(models: ReadModels, server_id: str) -> answers.McpServerStatus
     running = [i for i in instances if i.state == "running"]
     healthy = models.healthy_replicas(server_id)
     circuit = models.health.circuit(server_id).state
-    pin = models.images.pin(server_id, server.generation, server.spec.image)
+    pin = models.images.pin(server_id, server.declared_generation, server.spec.image)
     pull_failed = (
-        models.images.failure(server_id, server.generation)
+        models.images.failure(server_id, server.declared_generation)
         if len(running) < server.replicas
         else None
     )

@@ -48,7 +48,7 @@ class McpServerStatus(Answer):
     group_id: str
     image: str
     image_digest: str | None = Field(
-        description="the digest pinned for the server's current generation: what its replicas run"
+        description="the digest pinned for the server's last declaration: what its replicas run"
     )
     desired_replicas: int
     running_replicas: int

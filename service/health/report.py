@@ -150,7 +150,7 @@ def missing_credentials(facts: ServerFacts) -> Advice:
 
 def failed_pull(facts: ServerFacts) -> Advice:
     server = facts.models.desired.servers[facts.server_id]
-    failure = facts.models.images.failure(facts.server_id, server.generation)
+    failure = facts.models.images.failure(facts.server_id, server.declared_generation)
     if failure is not None:
         reason = (
             f"image {failure.image} could not be pulled at {failure.at} ({failure.reason}); "

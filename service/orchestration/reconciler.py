@@ -61,6 +61,7 @@ PASSIVE_EVENTS = frozenset(
         "ServerConfigured",
         "ConfigApplied",
         "ConfigApplyFailed",
+        "ImagePullStarted",
         "ImagePulled",
         "ImagePullFailed",
         "RegistryCredentialsStored",

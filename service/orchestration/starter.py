@@ -57,7 +57,7 @@ class ReplicaStarter:
         image: str | None = None,
     ) -> bool:
         """Create, configure and start the replica's container from `image` (else the one
-        pinned for its generation); False (recorded, the container gone, a backoff begun) if
+        pinned for its declaration); False (recorded, the container gone, a backoff begun) if
         the image cannot be had or Docker refused."""
         spec = server.spec
         if self._runner.state(health.PROJECTION).circuit(spec.id).state == "open":

@@ -5,7 +5,7 @@ kept in memory only: progress is not a fact for the log."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,8 @@ from eventstore.keyring import KeyRing, KeyringError
 from projections import registries, specs
 from projections.runner import ProjectionRunner
 from service.docker import adapter, errors, images
+
+Started = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,15 @@ class ImagePuller:
         }
 
     async def ensure(
-        self, reference: str, policy: specs.PullPolicy, server_id: str | None = None
+        self,
+        reference: str,
+        policy: specs.PullPolicy,
+        server_id: str | None = None,
+        started: Started | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The image `reference` names, pulled if `policy` says so; and whether it was.
-        While it pulls, `server_id` is reported waiting for it.
+        While it pulls, `server_id` is reported waiting for it. `started` is awaited just
+        before a pull begins (never when the image is here already); if it raises, no pull.
 
         Raises `errors.ImagePullError` (no image, the registry refused or is down, or absent
         under `Never`), never with a credential in its message.
@@ -52,13 +59,13 @@ class ImagePuller:
         if server_id is not None:
             self._for[server_id] = reference
         try:
-            return await self._ensure(reference, policy)
+            return await self._ensure(reference, policy, started)
         finally:
             if server_id is not None and self._for.get(server_id) == reference:
                 del self._for[server_id]
 
     async def _ensure(
-        self, reference: str, policy: specs.PullPolicy
+        self, reference: str, policy: specs.PullPolicy, started: Started | None
     ) -> tuple[dict[str, Any], bool]:
         async with self._locks.setdefault(reference, asyncio.Lock()):
             if policy != "Always" and (found := await self._docker.find_image(reference)):
@@ -67,6 +74,8 @@ class ImagePuller:
                 raise errors.ImagePullError(
                     f"image {reference} is not on this host and its imagePullPolicy is Never"
                 )
+            if started is not None:
+                await started()
             return await self._pull(reference), True
 
     async def _pull(self, reference: str) -> dict[str, Any]:

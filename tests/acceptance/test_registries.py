@@ -1,5 +1,5 @@
 """Images from a real registry (htpasswd auth on 127.0.0.1): pulled with stored credentials,
-pinned by digest for a server's generation, failures recorded without tripping the breaker,
+pinned by digest for a server's declaration, failures recorded without tripping the breaker,
 and the registry password nowhere it should not be."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from service.app import create_app
-from service.docker.adapter import DockerAdapter
+from service.docker.adapter import ContainerInfo, DockerAdapter
 from service.settings import Settings
 from tests.acceptance.conftest import sweep
 from tests.acceptance.test_credentials import Recorder, assert_nowhere
@@ -84,6 +84,27 @@ async def until_moved(service: Any, server_id: str, after: int, first: str) -> s
     return await wait_until(probe, 60)
 
 
+async def pull_facts(service: Any, server_id: str) -> list[str]:
+    return [
+        e["type"] for e in await log_of(service, server_id) if e["type"].startswith("ImagePull")
+    ]
+
+
+async def until_generation(
+    service: Any, docker: DockerAdapter, owner: dict[str, str], server_id: str, position: int
+) -> ContainerInfo:
+    """The server's one container, once it is of the generation begun at `position` and
+    healthy."""
+
+    async def probe() -> ContainerInfo | None:
+        status = await status_of(service, server_id, position)
+        found = await containers_of(docker, owner, server_id)
+        current = len(found) == 1 and found[0].labels.get("dtma.generation") == str(position)
+        return found[0] if current and status["healthyReplicas"] == 1 else None
+
+    return await wait_until(probe, 60)
+
+
 async def test_a_private_image_runs_with_stored_credentials_that_go_nowhere_else(
     service: Any,
     registry: Registry,
@@ -104,6 +125,7 @@ async def test_a_private_image_runs_with_stored_credentials_that_go_nowhere_else
     position = await deploy(service, "private", pushed)
     healthy = await until_healthy(service, "private", position)
 
+    assert await pull_facts(service, "private") == ["ImagePullStarted", "ImagePulled"]
     pulled = await of_type(service, "private", "ImagePulled")
     assert len(pulled) == 1 and pulled[0]["data"]["pulled"] is True
     digest = pulled[0]["data"]["digest"]
@@ -201,6 +223,39 @@ async def test_the_pinned_digest_outlives_a_moved_tag_and_a_restart_but_always_m
     finally:
         await service.close()
         await sweep(docker, owner_labels)
+
+
+async def test_a_group_restart_runs_the_pinned_digest_and_only_a_redeploy_moves_it(
+    service: Any,
+    registry: Registry,
+    pushed: str,
+    mcp_image: str,
+    docker: DockerAdapter,
+    owner_labels: dict[str, str],
+) -> None:
+    await store_credentials(service, registry, registry.password)
+    position = await deploy(service, "kept", pushed)
+    first = (await until_healthy(service, "kept", position))["imageDigest"]
+    repository, tag = pushed.rsplit(":", 1)
+    variant = await moved_variant(mcp_image, secrets.token_hex(4))
+    await registry.push(variant, repository.split("/", 1)[1], tag)  # the tag leaves this host
+
+    response = await service.put("/container-groups/kept/restart", headers=AUTH)
+    assert response.status == 202, await response.text()
+    restarted = (await response.json())["position"]
+    container = await until_generation(service, docker, owner_labels, "kept", restarted)
+    assert container.image == f"{repository}@{first}"
+    assert (await status_of(service, "kept", restarted))["imageDigest"] == first
+    # the pinned image was here: nothing pulled, so no pull began
+    assert await pull_facts(service, "kept") == ["ImagePullStarted", "ImagePulled"]
+
+    position = await deploy(service, "kept", pushed)  # the very same spec, declared again
+    container = await until_generation(service, docker, owner_labels, "kept", position)
+    moved = (await status_of(service, "kept", position))["imageDigest"]
+    assert moved not in (None, first) and container.image == f"{repository}@{moved}"
+    pins = [e["data"]["digest"] for e in await of_type(service, "kept", "ImagePulled")]
+    assert pins == [first, moved]
+    assert await pull_facts(service, "kept") == ["ImagePullStarted", "ImagePulled"] * 2
 
 
 async def test_a_tool_image_is_never_an_image_id_prefix(

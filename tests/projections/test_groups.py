@@ -47,6 +47,7 @@ def test_scale_restart_and_removal() -> None:
         (events.ServerRemoved(group_id="g", server_id="db"), "group-g"),
     )
     assert state.servers["api"].replicas == 3 and state.servers["api"].generation == 5
+    assert state.servers["api"].declared_generation == 3  # a restart keeps the image pin
     assert "db" not in state.servers and state.groups["g"].servers == ("api",)
 
     gone = groups.apply(
@@ -59,3 +60,8 @@ def test_scale_restart_and_removal() -> None:
 def test_a_redeclared_group_keeps_its_servers() -> None:
     state = fold(GROUP, declared("db"), (events.GroupDeclared(group_id="g", name="G2"), "group-g"))
     assert state.groups["g"].servers == ("db",) and state.groups["g"].name == "G2"
+
+
+def test_a_redeploy_of_the_same_spec_is_a_new_declared_generation() -> None:
+    state = fold(GROUP, declared("api"), declared("api"))
+    assert state.servers["api"].generation == state.servers["api"].declared_generation == 3
