@@ -115,6 +115,15 @@ async def until_healthy(service: Service, after: int, replicas: int = 1) -> dict
     return await wait_until(probe, 90)
 
 
+async def deployed_healthy(
+    started: Callable[[], Any], image: str
+) -> tuple[Service, dict[str, Any]]:
+    """A started service with the stdio server `tools` deployed, once its replica is healthy."""
+    service = await started()
+    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(image))
+    return service, await until_healthy(service, deployed)
+
+
 async def initialize(http: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
     async with http.post(url, json=INITIALIZE, headers={**AUTH, **ACCEPT}) as response:
         return response.status, response.headers.get("Mcp-Session-Id")
@@ -130,10 +139,7 @@ async def tools_list(http: aiohttp.ClientSession, url: str, session_id: str) -> 
 async def test_a_stdio_server_is_healthy_and_served_by_dtma_in_either_probe_era(
     started: Callable[[], Any], mcp_image: str, http: aiohttp.ClientSession
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-
-    status = await until_healthy(service, deployed)
+    service, status = await deployed_healthy(started, mcp_image)
 
     assert status["endpoints"] == [service.endpoint("tools", 1)]
     async with aiohttp.ClientSession(headers=AUTH) as authorized:
@@ -147,9 +153,7 @@ async def test_a_stdio_server_is_healthy_and_served_by_dtma_in_either_probe_era(
 async def test_two_sdk_clients_interleave_calls_and_each_gets_only_its_own_answers(
     started: Callable[[], Any], mcp_image: str
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
     url = service.endpoint("tools", 1)
 
     def calls(who: str, slow: float) -> list[tuple[str, dict[str, Any]]]:
@@ -178,9 +182,7 @@ async def test_two_sdk_clients_interleave_calls_and_each_gets_only_its_own_answe
 async def test_progress_reaches_only_the_client_whose_call_it_is(
     started: Callable[[], Any], mcp_image: str
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
     url = service.endpoint("tools", 1)
 
     # The SDK's progress token is its request id: both clients use the same tokens at once.
@@ -205,9 +207,7 @@ async def test_a_call_pending_when_the_container_dies_fails_at_once_and_its_sess
     owner_labels: dict[str, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
     url = service.endpoint("tools", 1)
     _, old_session = await initialize(http, url)
     assert old_session is not None
@@ -247,9 +247,7 @@ async def test_a_call_pending_when_the_container_dies_fails_at_once_and_its_sess
 async def test_scaled_to_two_each_replica_has_its_own_bridge(
     started: Callable[[], Any], mcp_image: str, docker: DockerAdapter, owner_labels: dict[str, str]
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
 
     scaled = await send(
         service.client, "PUT", "/mcp-servers/scale", {"mcpServerId": "tools", "replicas": 2}
@@ -300,9 +298,7 @@ async def test_a_cancelled_call_and_a_closed_sessions_call_are_answered_at_once(
     owner_labels: dict[str, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
     url = service.endpoint("tools", 1)
     _, session_id = await initialize(http, url)
     assert session_id is not None
@@ -355,9 +351,7 @@ async def _posted(
 async def test_a_server_to_client_request_is_refused_by_the_bridge(
     started: Callable[[], Any], mcp_image: str
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
 
     client = await SdkClient.start(
         service.endpoint("tools", 1), TOKEN, [("roots", {"text": "which roots?"})]
@@ -375,9 +369,7 @@ async def test_a_call_whose_client_went_away_is_cancelled_on_the_server(
     owner_labels: dict[str, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    service = await started()
-    deployed = await send(service.client, "POST", "/mcp-servers/deploy", stdio_server(mcp_image))
-    await until_healthy(service, deployed)
+    service, _ = await deployed_healthy(started, mcp_image)
     url = service.endpoint("tools", 1)
     _, session_id = await initialize(http, url)
     assert session_id is not None
