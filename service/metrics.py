@@ -62,6 +62,8 @@ class Metrics:
             ["component"],
             registry=self.registry,
         )
+        # component -> how often its loop raised and was restarted: also shown in /healthz
+        self.failed_loops: dict[str, int] = {}
 
     def appended(self, count: int, seconds: float) -> None:
         self.events_appended.inc(count)
@@ -72,6 +74,7 @@ class Metrics:
 
     def loop_failed(self, component: str) -> None:
         self.loop_failures.labels(component).inc()
+        self.failed_loops[component] = self.failed_loops.get(component, 0) + 1
 
     def watch(self, runner: projections_runner.ProjectionRunner) -> None:
         """Also report, at each scrape, what the read models hold."""

@@ -107,6 +107,10 @@ class Liveness(answers.Answer):
     status: Literal["ok"]
     position: int
     instance: str = Field(description="this DTMA's id, kept in its log; on all it makes in Docker")
+    loop_failures: dict[str, int] = Field(
+        description="background loops that raised (a bug) and were restarted since the start, "
+        "by component; empty while none has"
+    )
 
 
 class FoldFailure(answers.Answer):
@@ -126,6 +130,10 @@ class Degraded(answers.Answer):
     position: int
     instance: str
     projections: ProjectionsStopped
+    loop_failures: dict[str, int] = Field(
+        description="background loops that raised (a bug) and were restarted since the start, "
+        "by component; empty while none has"
+    )
 
 
 class BreakerConfigured(answers.Answer):

@@ -12,18 +12,22 @@ from service.api.routes import Reply, Route
 
 async def healthz(request: web.Request) -> web.Response:
     """200 while the projections follow the log; 503 `degraded` while they are stopped before
-    an event they cannot read, so that a load balancer or a watchdog sees it."""
+    an event they cannot read, so that a load balancer or a watchdog sees it. Either way it
+    counts the background loops that raised and were restarted (a bug: nothing dies silently)."""
     runner, instance = request.app[runner_key], request.app[instance_key]
+    failures = dict(request.app[metrics_key].failed_loops)
     if runner.failure is None:
-        return wire.answer(
-            schemas.Liveness(status="ok", position=runner.position, instance=instance)
+        alive = schemas.Liveness(
+            status="ok", position=runner.position, instance=instance, loop_failures=failures
         )
+        return wire.answer(alive)
     head, _ = await request.app[store_key].head()
     degraded = schemas.Degraded(
         status="degraded",
         position=runner.position,
         instance=instance,
         projections=middlewares.projections_stopped(runner.position, head, runner.failure),
+        loop_failures=failures,
     )
     return wire.answer(degraded, status=503)
 

@@ -78,6 +78,9 @@ async def test_a_failing_loop_is_counted_by_component(client: Any) -> None:
 
     try:
         await wait_until(counted_twice, 10)
+        response = await client.get("/healthz")  # public, like the liveness it is
+        assert response.status == 200
+        assert (await response.json())["loopFailures"]["test-loop"] >= 2
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
