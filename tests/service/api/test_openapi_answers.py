@@ -16,7 +16,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.openapi_answers import AnswerDriftError, check_answer, route_of
 
-LIVENESS = {"status": "ok", "position": 1, "instance": "dtma-1"}
+LIVENESS = {"status": "ok", "position": 1, "instance": "dtma-1", "loopFailures": {}}
 
 
 @pytest.fixture
